@@ -1,0 +1,1 @@
+"""Everything that runs: Docker bootstrap, images, sandboxes, in-sandbox tools, replay, scoring, grading."""

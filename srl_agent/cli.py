@@ -1,0 +1,49 @@
+"""The root `srl` command: mounts each package's sub-commands. Nothing heavy is imported here."""
+
+from __future__ import annotations
+
+import typer
+
+from harness import cli_eval, cli_sandbox, cli_score, cli_task
+from srl_agent import __version__, cli_agent
+from trajectories import cli as traj_cli
+
+app = typer.Typer(
+    name="srl",
+    help="srl-swe: train and evaluate software-engineering agents with Supervised Reinforcement Learning.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"srl-swe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """srl-swe command line."""
+
+
+app.command("doctor", help="Check Docker, the base image, disk and extras; start dockerd where it can.")(
+    cli_sandbox.doctor
+)
+app.add_typer(cli_sandbox.image_app, name="image", help="Build and prune the project's Docker images.")
+app.add_typer(cli_sandbox.sandbox_app, name="sandbox", help="Run commands in sandboxes; remove leftovers.")
+app.add_typer(cli_task.task_app, name="task", help="List, show, build, validate and mine repo tasks.")
+app.add_typer(traj_cli.traj_app, name="traj", help="Import, show and replay expert trajectories.")
+app.add_typer(traj_cli.data_app, name="data", help="Build step-wise SRL data sets from trajectories.")
+app.command("evaluate", help="Grade patches against their tasks' tests in sandboxes (SWE-bench format).")(
+    cli_eval.evaluate
+)
+app.command("score", help="Score predicted actions against the expert's (mean step reward).")(cli_score.score)
+cli_agent.register(app)
+
+
+def main() -> None:
+    app()

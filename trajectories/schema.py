@@ -1,0 +1,54 @@
+"""The trajectory schema: one shape for every recorded agent run we import.
+
+A `Trajectory` is an ordered list of `Step`s; each step is the agent's thought, one tool call
+(`ToolCall`) and the observation the environment answered with. Everything that comes in from
+outside is validated with ``extra="forbid"`` so a typo in a file is an error, not a silent drop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ToolCall(BaseModel):
+    """One action: a tool name and its arguments, all as text.
+
+    Arguments are strings in the canonical form (numbers and lists that arrive as JSON values are
+    stored as their JSON text, e.g. ``"12"`` or ``"[1, 20]"``); tools coerce them when they run. This
+    keeps the canonical XML text and the object exact inverses of each other.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+    arguments: dict[str, str] = Field(default_factory=dict)
+
+
+class Step(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    thought: str = ""
+    action: ToolCall
+    observation: str = ""
+    raw_action: str | None = None  # the action as the source recorded it, when it differs in form
+    execution_time: float | None = None
+    cost: float | None = None
+
+
+class Trajectory(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    instance_id: str
+    source_format: str
+    problem_statement: str = ""
+    steps: list[Step] = Field(default_factory=list)
+    final_patch: str | None = None
+    exit_status: str | None = None
+    resolved: bool | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def actions(self) -> list[ToolCall]:
+        return [s.action for s in self.steps]
