@@ -1,0 +1,558 @@
+"""Sandboxes: a Docker container with hard limits (lifecycle) and a persistent shell in it (execution).
+
+    with Sandbox(SandboxConfig(image="srl-base:bookworm", memory="512m", timeout=30)) as sb:
+        sb.exec("cd /tmp; export X=1")
+        r = sb.exec("echo $X; pwd")      # -> ExecResult(exit_code=0, output="1\n/tmp\n", ...)
+
+Lifecycle (`Sandbox`): which container, its limits, labels and guaranteed removal (on exit, on an
+exception, on Ctrl-C, and at interpreter exit for anything still open).
+Execution (`ShellSession`): one `bash` kept open on the exec attach socket; each command is sent as a
+quoted string, evaluated in that shell (so cwd, variables and functions persist), and its end is marked
+by a per-command random sentinel carrying the exit code. Output (stdout and stderr interleaved) is
+streamed: only a head and a tail are kept, so printing gigabytes costs no memory.
+"""
+
+from __future__ import annotations
+
+import atexit
+import io
+import os
+import secrets
+import select
+import socket
+import struct
+import tarfile
+import threading
+import time
+from pathlib import Path
+from typing import Literal
+
+import docker
+from docker.errors import APIError, ImageNotFound, NotFound
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.docker_env import get_client, labels
+
+Limit = Literal["timeout", "oom", "pids", "output"]
+
+
+class SandboxError(RuntimeError):
+    """The sandbox could not be started or used; the message says why and what to do."""
+
+
+class SandboxConfig(BaseModel):
+    """Everything that decides how a sandbox runs. Safe defaults: no network, no capabilities."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = "srl-base:bookworm"
+    cpus: float = Field(1.0, gt=0)
+    memory: str = "2g"
+    pids_limit: int = Field(512, ge=16)
+    timeout: float = Field(120.0, gt=0, description="default wall-clock limit per command, seconds")
+    output_limit: int = Field(1_000_000, ge=1024, description="bytes of output kept per command (head+tail)")
+    workdir: str | None = None
+    user: str | None = Field(None, description="user to run as; default: 'srl' when the image has it, else root")
+    network: bool = False
+    env: dict[str, str] = Field(default_factory=dict)
+    extra_labels: dict[str, str] = Field(default_factory=dict)
+
+
+class ExecResult(BaseModel):
+    """The typed result of one command."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exit_code: int
+    output: str
+    truncated: bool = False
+    timed_out: bool = False
+    duration: float = 0.0
+    limit: Limit | None = None
+    restarted: bool = False
+    output_bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+
+def _bash_quote(text: str) -> str:
+    """Quote `text` as a bash $'...' string (no process is spawned to decode it)."""
+    out = ["$'"]
+    for ch in text:
+        o = ord(ch)
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == "'":
+            out.append("\\'")
+        elif ch == "\n":
+            out.append("\\n")
+        elif o < 32 or o == 127:
+            out.append(f"\\x{o:02x}")
+        else:
+            out.append(ch)
+    out.append("'")
+    return "".join(out)
+
+
+class _OutputBuffer:
+    """Keeps the first and last `limit/2` bytes of a stream and counts the rest."""
+
+    def __init__(self, limit: int) -> None:
+        self.half = limit // 2
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def add(self, data: bytes) -> None:
+        self.total += len(data)
+        room = self.half - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data:
+            self.tail += data
+            if len(self.tail) > 2 * self.half:
+                del self.tail[: len(self.tail) - self.half]
+
+    def result(self) -> tuple[bytes, bool]:
+        tail = bytes(self.tail[-self.half :]) if self.half else b""
+        kept = len(self.head) + len(tail)
+        if kept >= self.total:
+            return bytes(self.head) + bytes(self.tail), False
+        skipped = self.total - kept
+        marker = f"\n[... {skipped} bytes of output truncated ...]\n".encode()
+        return bytes(self.head) + marker + tail, True
+
+
+# The session's prelude: job control puts every command in its own process group (so a timeout kills
+# the whole group), and the counters of the memory and pids cgroups are read with builtins only.
+_PRELUDE = r"""
+set -m
+export PAGER=cat GIT_PAGER=cat TERM=dumb PIP_NO_INPUT=1
+__srl_cg() { local l o=0 p=0
+  if [ -r /sys/fs/cgroup/memory/memory.oom_control ]; then while read -r l; do case $l in oom_kill\ *) o=${l#oom_kill };; esac; done < /sys/fs/cgroup/memory/memory.oom_control
+  elif [ -r /sys/fs/cgroup/memory.events ]; then while read -r l; do case $l in oom_kill\ *) o=${l#oom_kill };; esac; done < /sys/fs/cgroup/memory.events; fi
+  if [ -r /sys/fs/cgroup/pids/pids.events ]; then read -r l < /sys/fs/cgroup/pids/pids.events; p=${l#max }
+  elif [ -r /sys/fs/cgroup/pids.events ]; then read -r l < /sys/fs/cgroup/pids.events; p=${l#max }; fi
+  printf '%s %s' "$o" "$p"; }
+__srl_inner() { eval "$1"; }
+trap 'return 137' USR1
+__srl_run() { local __c=$1 __t=$2 __rc; { __srl_inner "$__c"; } </dev/null 2>&1; __rc=$?
+  printf '\n%s %s %s\n' "$__t" "$__rc" "$(__srl_cg 2>/dev/null)"; }
+printf '__SRL_READY__ %s\n' "$$"
+"""
+
+
+class ShellSession:
+    """A bash process inside a container, kept open on the exec attach socket."""
+
+    def __init__(self, client: docker.DockerClient, container_id: str, user: str | None, workdir: str | None,
+                 env: dict[str, str], output_limit: int) -> None:
+        self.client = client
+        self.container_id = container_id
+        self.user = user
+        self.workdir = workdir
+        self.env = env
+        self.output_limit = output_limit
+        self.pid: int | None = None
+        self._sock: socket.socket | None = None
+        self._pending = bytearray()
+        self._lock = threading.Lock()
+        self._counters = (0, 0)
+
+    # -- transport ---------------------------------------------------------------------------
+    def start(self) -> None:
+        api = self.client.api
+        exec_id = api.exec_create(
+            self.container_id,
+            ["bash", "--noprofile", "--norc"],
+            stdin=True,
+            stdout=True,
+            stderr=True,
+            tty=False,
+            user=self.user or "",
+            workdir=self.workdir,
+            environment=self.env or None,
+        )["Id"]
+        wrapped = api.exec_start(exec_id, socket=True)
+        sock = getattr(wrapped, "_sock", wrapped)
+        sock.setblocking(True)
+        self._sock = sock
+        self._wrapped = wrapped
+        self._pending.clear()
+        self._send(_PRELUDE.encode())
+        line = self._read_until_line(b"__SRL_READY__ ", deadline=time.monotonic() + 30)
+        self.pid = int(line.split()[1])
+        self._counters = self._read_counters()
+
+    def close(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+            self._sock = None
+
+    def _send(self, data: bytes) -> None:
+        assert self._sock is not None
+        self._sock.sendall(data)
+
+    def _recv_frames(self, timeout: float) -> bytes | None:
+        """Payload bytes of whatever arrived within `timeout` (b"" on timeout); None at EOF."""
+        assert self._sock is not None
+        r, _, _ = select.select([self._sock], [], [], max(timeout, 0))
+        if not r:
+            return b""
+        chunk = self._sock.recv(1 << 16)
+        if not chunk:
+            return None
+        self._pending += chunk
+        out = bytearray()
+        while len(self._pending) >= 8:
+            size = struct.unpack(">I", self._pending[4:8])[0]
+            if len(self._pending) < 8 + size:
+                break
+            out += self._pending[8 : 8 + size]
+            del self._pending[: 8 + size]
+        return bytes(out)
+
+    def _read_until_line(self, prefix: bytes, deadline: float) -> str:
+        buf = bytearray()
+        while time.monotonic() < deadline:
+            data = self._recv_frames(deadline - time.monotonic())
+            if data is None:
+                raise SandboxError(f"the shell session ended early: {bytes(buf)[-500:]!r}")
+            buf += data
+            idx = buf.find(prefix)
+            if idx >= 0:
+                end = buf.find(b"\n", idx)
+                if end >= 0:
+                    return buf[idx:end].decode()
+        raise SandboxError(f"the shell session did not start: {bytes(buf)[-500:]!r}")
+
+    def _read_counters(self) -> tuple[int, int]:
+        tok = "__SRL_C_" + secrets.token_hex(6)
+        self._send(f"printf '%s %s\\n' {tok} \"$(__srl_cg)\"\n".encode())
+        line = self._read_until_line(tok.encode(), deadline=time.monotonic() + 10)
+        parts = line.split()
+        return (int(parts[1]), int(parts[2])) if len(parts) >= 3 else (0, 0)
+
+    # -- commands ----------------------------------------------------------------------------
+    def run(self, command: str, timeout: float, kill: callable) -> ExecResult:
+        """Run `command` in the session; on timeout call `kill(pid)` to end its process groups."""
+        with self._lock:
+            token = "__SRL_DONE_" + secrets.token_hex(8)
+            marker = b"\n" + token.encode() + b" "
+            self._send(f"__srl_run {_bash_quote(command)} {token}\n".encode())
+            start = time.monotonic()
+            deadline = start + timeout
+            buf = _OutputBuffer(self.output_limit)
+            window = bytearray()  # recent bytes, to find the marker across chunk borders
+            timed_out = False
+            status_line: bytes | None = None
+            while True:
+                now = time.monotonic()
+                if not timed_out and now >= deadline:
+                    timed_out = True
+                    kill(self.pid)
+                    deadline = now + 10  # grace period for the shell to report back
+                elif timed_out and now >= deadline:
+                    raise SandboxError("the shell did not recover after killing a timed-out command")
+                data = self._recv_frames(min(deadline - now, 1.0))
+                if data is None:
+                    raise SandboxError("the shell session ended (the container may have been killed)")
+                if not data:
+                    continue
+                window += data
+                idx = window.find(marker)
+                if idx >= 0:
+                    end = window.find(b"\n", idx + len(marker))
+                    if end < 0:
+                        continue  # status line not complete yet
+                    buf.add(bytes(window[:idx]))
+                    status_line = bytes(window[idx + 1 : end])
+                    rest = window[end + 1 :]
+                    if rest:
+                        self._pending[:0] = b""  # nothing should follow; drop stray bytes
+                    break
+                keep = len(marker) + 64
+                if len(window) > keep:
+                    buf.add(bytes(window[:-keep]))
+                    del window[:-keep]
+            duration = time.monotonic() - start
+            fields = status_line.decode().split()
+            rc = int(fields[1])
+            counters = (int(fields[2]), int(fields[3])) if len(fields) >= 4 else self._counters
+            raw, truncated = buf.result()
+            limit: Limit | None = None
+            if timed_out:
+                limit = "timeout"
+            elif counters[0] > self._counters[0]:
+                limit = "oom"
+            elif counters[1] > self._counters[1]:
+                limit = "pids"
+            elif truncated:
+                limit = "output"
+            if rc != 0 or timed_out:
+                self._counters = counters
+            return ExecResult(
+                exit_code=rc,
+                output=raw.decode("utf-8", errors="replace"),
+                truncated=truncated,
+                timed_out=timed_out,
+                duration=duration,
+                limit=limit,
+                output_bytes=buf.total,
+            )
+
+
+# Kill every descendant of the session shell, and their process groups, but not the shell itself;
+# SIGUSR1 first makes the shell abandon the rest of the command (its trap returns from the eval).
+_KILL_TREE = r"""
+root=$1; pids=" $root "; changed=1
+kill -USR1 $root 2>/dev/null
+while [ $changed = 1 ]; do changed=0
+  for d in /proc/[0-9]*; do p=${d#/proc/}; case "$pids" in *" $p "*) continue;; esac
+    s=$(cat $d/stat 2>/dev/null) || continue; s=${s##*) }; set -- $s
+    case "$pids" in *" $2 "*) pids="$pids$p "; changed=1;; esac
+  done
+done
+rootpg=$(s=$(cat /proc/$root/stat); s=${s##*) }; set -- $s; echo $3)
+for p in $pids; do [ $p = $root ] && continue
+  pg=$(s=$(cat /proc/$p/stat 2>/dev/null) && { s=${s##*) }; set -- $s; echo $3; })
+  [ -n "$pg" ] && [ "$pg" != "$rootpg" ] && kill -9 -- -$pg 2>/dev/null
+  kill -9 $p 2>/dev/null
+done
+exit 0
+"""
+
+_LIVE: dict[str, Sandbox] = {}
+_LIVE_LOCK = threading.Lock()
+
+
+def _close_all() -> None:
+    for sb in list(_LIVE.values()):
+        sb.close()
+
+
+atexit.register(_close_all)
+
+
+class Sandbox:
+    """A labelled container with limits, a persistent shell session and file helpers."""
+
+    def __init__(self, config: SandboxConfig | None = None, client: docker.DockerClient | None = None,
+                 **overrides) -> None:
+        base = config or SandboxConfig()
+        self.config = base.model_copy(update=overrides) if overrides else base
+        self.client = client
+        self.container = None
+        self.session: ShellSession | None = None
+        self.user: str | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start(self) -> Sandbox:
+        cfg = self.config
+        self.client = self.client or get_client()
+        try:
+            image = self.client.images.get(cfg.image)
+        except ImageNotFound:
+            hint = "`srl image base`" if cfg.image.startswith("srl-base") else "`srl task build <ID>` or `docker build`"
+            raise SandboxError(f"image {cfg.image!r} is not on this machine; build it with {hint}") from None
+        user = cfg.user
+        if user is None:
+            user = "srl" if (image.labels or {}).get("srl-swe.kind") in {"base", "env", "instance"} else None
+        self.user = user
+        mem = cfg.memory
+        kwargs = dict(
+            image=cfg.image,
+            command=["sleep", "infinity"],
+            detach=True,
+            init=True,
+            labels=labels(pid=str(os.getpid()), **cfg.extra_labels),
+            nano_cpus=int(cfg.cpus * 1e9),
+            mem_limit=mem,
+            memswap_limit=mem,
+            pids_limit=cfg.pids_limit,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            network_mode="bridge" if cfg.network else "none",
+            working_dir=cfg.workdir,
+            environment=cfg.env or None,
+            user="root",
+        )
+        with _LIVE_LOCK:
+            try:
+                self.container = self.client.containers.run(**kwargs)
+            except APIError as exc:
+                raise SandboxError(f"could not start a sandbox from {cfg.image!r}: {exc.explanation or exc}") from exc
+            _LIVE[self.container.id] = self
+        try:
+            self.session = ShellSession(self.client, self.container.id, user, cfg.workdir, cfg.env, cfg.output_limit)
+            self.session.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        """Remove the container (idempotent; safe from signal handlers and atexit)."""
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+        container, self.container = self.container, None
+        if container is None:
+            return
+        with _LIVE_LOCK:
+            _LIVE.pop(container.id, None)
+        try:
+            container.remove(force=True)
+        except NotFound:
+            pass
+        except APIError:
+            pass
+
+    @property
+    def id(self) -> str:
+        if self.container is None:
+            raise SandboxError("the sandbox is not running")
+        return self.container.id
+
+    # -- execution ---------------------------------------------------------------------------
+    def exec(self, command: str, timeout: float | None = None) -> ExecResult:
+        """Run `command` in the persistent shell session (cwd and environment persist)."""
+        if self.session is None:
+            raise SandboxError("the sandbox is not running")
+        timeout = timeout or self.config.timeout
+        try:
+            return self.session.run(command, timeout, self._kill_tree)
+        except SandboxError:
+            # the shell died or hung: start a fresh session and say so in the result
+            self.session.close()
+            self.session = ShellSession(self.client, self.id, self.user, self.config.workdir, self.config.env,
+                                        self.config.output_limit)
+            self.session.start()
+            return ExecResult(exit_code=-1, output="[the shell session was restarted]\n", timed_out=True,
+                              limit="timeout", restarted=True, duration=timeout)
+
+    def _kill_tree(self, pid: int | None) -> None:
+        # run as the session's user: with all capabilities dropped, root may not signal other users
+        if pid is None:
+            return
+        self.client.api.exec_start(
+            self.client.api.exec_create(self.id, ["sh", "-c", _KILL_TREE, "sh", str(pid)], user=self.user or "root")["Id"]
+        )
+
+    def run(self, command: str | list[str], timeout: float | None = None, user: str | None = None,
+            workdir: str | None = None) -> ExecResult:
+        """Run one command with a fresh `docker exec` (outside the session; no state is shared)."""
+        argv = ["bash", "-c", command] if isinstance(command, str) else list(command)
+        t = timeout or self.config.timeout
+        argv = ["timeout", "-s", "KILL", str(int(max(1, t))), *argv]
+        start = time.monotonic()
+        res = self.container.exec_run(argv, user=user or self.user or "", workdir=workdir or self.config.workdir,
+                                      demux=False)
+        raw = res.output or b""
+        buf = _OutputBuffer(self.config.output_limit)
+        buf.add(raw)
+        data, truncated = buf.result()
+        timed_out = res.exit_code == 137 and time.monotonic() - start >= t - 0.5
+        return ExecResult(exit_code=res.exit_code, output=data.decode("utf-8", errors="replace"), truncated=truncated,
+                          timed_out=timed_out, duration=time.monotonic() - start,
+                          limit="timeout" if timed_out else ("output" if truncated else None), output_bytes=len(raw))
+
+    # -- files -------------------------------------------------------------------------------
+    def write_file(self, path: str, data: str | bytes, mode: int = 0o644) -> None:
+        payload = data.encode() if isinstance(data, str) else data
+        p = Path(path)
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo(p.name)
+            info.size = len(payload)
+            info.mode = mode
+            info.mtime = int(time.time())
+            if self.user == "srl":
+                info.uid = info.gid = 1000
+            tar.addfile(info, io.BytesIO(payload))
+        self.run(["mkdir", "-p", str(p.parent)], user="root")
+        if not self.container.put_archive(str(p.parent), buf.getvalue()):
+            raise SandboxError(f"could not write {path} in the sandbox")
+
+    def read_file(self, path: str) -> bytes:
+        try:
+            stream, _ = self.container.get_archive(path)
+        except NotFound:
+            raise FileNotFoundError(f"{path} does not exist in the sandbox") from None
+        raw = b"".join(stream)
+        with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+            member = tar.next()
+            if member is None or not member.isfile():
+                raise IsADirectoryError(f"{path} is not a regular file in the sandbox")
+            return tar.extractfile(member).read()
+
+    def copy_in(self, host_path: str | Path, dest_dir: str) -> None:
+        """Copy a host file or directory into `dest_dir` in the sandbox."""
+        host_path = Path(host_path)
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            def owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
+                if self.user == "srl":
+                    info.uid = info.gid = 1000
+                    info.uname = info.gname = "srl"
+                return info
+
+            tar.add(str(host_path), arcname=host_path.name, filter=owned)
+        self.run(["mkdir", "-p", dest_dir], user="root")
+        if not self.container.put_archive(dest_dir, buf.getvalue()):
+            raise SandboxError(f"could not copy {host_path} into {dest_dir}")
+
+    def copy_out(self, path: str, host_dir: str | Path) -> Path:
+        """Copy a file or directory from the sandbox into `host_dir`; returns the host path."""
+        host_dir = Path(host_dir)
+        host_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            stream, _ = self.container.get_archive(path)
+        except NotFound:
+            raise FileNotFoundError(f"{path} does not exist in the sandbox") from None
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            tar.extractall(host_dir, filter="data")
+        return host_dir / Path(path).name
+
+    def diff(self, repo: str = "/testbed") -> str:
+        """`git diff` of everything changed in `repo` (new files included), without touching its index."""
+        cmd = (
+            f"cd {repo} && idx=$(mktemp) && {{ cp .git/index \"$idx\" 2>/dev/null || true; }} && "
+            "GIT_INDEX_FILE=\"$idx\" git add -A >/dev/null 2>&1 && "
+            "GIT_INDEX_FILE=\"$idx\" git diff --cached --binary; rc=$?; rm -f \"$idx\"; exit $rc"
+        )
+        res = self.run(cmd)
+        if res.exit_code != 0:
+            raise SandboxError(f"git diff failed in {repo}: {res.output[-500:]}")
+        return res.output
+
+    def commit(self, repository: str, tag: str = "latest") -> str:
+        """Snapshot the container as an image (labelled) and return its id."""
+        img = self.container.commit(repository=repository, tag=tag,
+                                    conf={"Labels": labels(kind="snapshot")})
+        return img.id
+
+
+def gc(client: docker.DockerClient | None = None) -> int:
+    """Remove every container labelled srl-swe; returns how many."""
+    client = client or get_client()
+    n = 0
+    for c in client.api.containers(all=True, filters={"label": "srl-swe"}):
+        try:
+            client.api.remove_container(c["Id"], force=True)
+            n += 1
+        except (NotFound, APIError):
+            pass
+    return n

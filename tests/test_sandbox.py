@@ -1,0 +1,205 @@
+"""The sandbox against a real Docker daemon: limits, the persistent session, files, cleanup."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from harness.sandbox import Sandbox, SandboxConfig, SandboxError
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture()
+def sb(docker_client, base_image):
+    with Sandbox(SandboxConfig(image=base_image, memory="256m", pids_limit=64, timeout=30), client=docker_client) as s:
+        yield s
+
+
+def _labelled(client, **flt):
+    labels = ["srl-swe"] + [f"srl-swe.{k}={v}" for k, v in flt.items()]
+    return client.api.containers(all=True, filters={"label": labels})
+
+
+def test_session_state_persists(sb):
+    assert sb.exec("cd /tmp; export X=1; f() { echo fn$1; }").exit_code == 0
+    r = sb.exec("echo $X; pwd; f 2")
+    assert r.output == "1\n/tmp\nfn2\n"
+    assert r.exit_code == 0 and not r.timed_out and r.limit is None
+
+
+def test_exit_code_and_interleaved_stderr(sb):
+    r = sb.exec("echo out; echo err >&2; echo out2; exit_code() { return 3; }; exit_code")
+    assert r.exit_code == 3
+    assert r.output == "out\nerr\nout2\n"
+
+
+def test_syntax_error_does_not_hang_the_session(sb):
+    r = sb.exec("echo 'unbalanced")
+    assert r.exit_code != 0 and not r.timed_out
+    assert sb.exec("echo ok").output == "ok\n"
+
+
+def test_command_cannot_read_the_session_stdin(sb):
+    r = sb.exec("cat; echo after", timeout=5)
+    assert r.output == "after\n" and not r.timed_out
+
+
+def test_timeout_kills_process_group_and_session_survives(sb):
+    sb.exec("cd /tmp; export KEEP=yes")
+    t0 = time.monotonic()
+    r = sb.exec("sleep 100 & sleep 100; echo never", timeout=2)
+    assert time.monotonic() - t0 < 5
+    assert r.timed_out and r.limit == "timeout"
+    assert "never" not in r.output
+    after = sb.exec("echo $KEEP; pwd; pgrep -c sleep || true")
+    assert after.output.splitlines()[:2] == ["yes", "/tmp"]
+    assert not after.restarted
+
+
+def test_fork_bomb_is_contained_and_sandbox_answers(sb):
+    r = sb.exec("bomb() { bomb | bomb & }; bomb; sleep 3", timeout=20)
+    # the pids cgroup stopped it; the shell still answers with builtins
+    assert r.limit == "pids" or "Resource temporarily unavailable" in r.output
+    assert sb.exec("echo alive", timeout=10).output.startswith("alive")
+
+
+def test_oom_is_reported(sb):
+    r = sb.exec("python3 -c 'x = bytearray(2 * 1024**3)'", timeout=60)
+    assert r.exit_code == 137
+    assert r.limit == "oom"
+    assert sb.exec("echo fine").output == "fine\n"
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_huge_output_is_capped_and_host_memory_stays_flat(sb):
+    peak = [_rss_mb()]
+    base = peak[0]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_mb())
+            time.sleep(0.01)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    try:
+        r = sb.exec("head -c 200000000 /dev/zero | tr '\\0' a", timeout=120)
+    finally:
+        done.set()
+        t.join()
+    assert r.truncated and r.limit == "output"
+    assert r.output_bytes == 200_000_000
+    assert len(r.output) < 1_100_000
+    assert r.output.startswith("aaaa") and r.output.endswith("aaaa")
+    assert peak[0] - base < 100, f"host RSS grew by {peak[0] - base:.0f} MB"
+
+
+def test_binary_output_decodes_with_replacement(sb):
+    r = sb.exec("printf '\\xff\\xfeok\\n'")
+    assert r.output == "\ufffd\ufffdok\n"
+
+
+def test_no_network(sb):
+    r = sb.exec("python3 -c 'import socket; socket.create_connection((\"1.1.1.1\", 53), timeout=3)'")
+    assert r.exit_code != 0
+    assert "unreachable" in r.output.lower() or "timed out" in r.output.lower()
+    assert sb.exec("cat /sys/class/net/*/operstate | sort | tr '\\n' ' '").output.strip() in {"unknown", ""}
+
+
+def test_runs_unprivileged(sb):
+    assert sb.exec("id -u").output.strip() == "1000"
+    assert "CapEff:\t0000000000000000" in sb.exec("grep CapEff /proc/self/status").output
+
+
+def test_files_copy_and_diff(sb, tmp_path):
+    sb.exec("mkdir -p /tmp/repo && cd /tmp/repo && git init -q && echo a > a.txt && git add . && git commit -qm init")
+    sb.write_file("/tmp/repo/a.txt", "b\n")
+    sb.write_file("/tmp/repo/new.txt", b"\x00bin")
+    assert sb.read_file("/tmp/repo/a.txt") == b"b\n"
+    diff = sb.diff("/tmp/repo")
+    assert "-a\n+b" in diff and "new.txt" in diff
+    assert sb.exec("cd /tmp/repo && git status --porcelain").output.count("??") == 1  # index untouched
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x.py").write_text("print(1)\n")
+    sb.copy_in(tmp_path / "d", "/tmp/in")
+    assert sb.exec("python3 /tmp/in/d/x.py").output == "1\n"
+    out = sb.copy_out("/tmp/repo/a.txt", tmp_path / "out")
+    assert out.read_text() == "b\n"
+    with pytest.raises(FileNotFoundError):
+        sb.read_file("/nope")
+
+
+def test_commit_snapshot_is_reusable(sb, docker_client):
+    sb.exec("echo snap > /tmp/marker")
+    image_id = sb.commit("srl-test-snapshot", "t1")
+    try:
+        with Sandbox(SandboxConfig(image="srl-test-snapshot:t1"), client=docker_client) as sb2:
+            assert sb2.exec("cat /tmp/marker").output == "snap\n"
+    finally:
+        docker_client.images.remove(image_id, force=True)
+
+
+def test_unknown_image_says_how_to_build(docker_client):
+    with pytest.raises(SandboxError, match="not on this machine"):
+        Sandbox(SandboxConfig(image="srl-does-not-exist:1"), client=docker_client).start()
+
+
+def test_exception_inside_with_removes_container(docker_client, base_image):
+    with pytest.raises(RuntimeError):
+        with Sandbox(SandboxConfig(image=base_image), client=docker_client) as s:
+            cid = s.id
+            raise RuntimeError("boom")
+    assert not [c for c in _labelled(docker_client) if c["Id"] == cid]
+
+
+def test_ctrl_c_on_sandbox_exec_leaves_no_container(docker_client, base_image):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "srl_agent.cli", "sandbox", "exec", "--image", base_image, "--", "sleep", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not _labelled(docker_client, pid=proc.pid):
+            time.sleep(0.1)
+        assert _labelled(docker_client, pid=proc.pid), "the sandbox never started"
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert rc == 130
+    assert not _labelled(docker_client, pid=proc.pid)
+
+
+def test_sandbox_exec_cli_exit_code(base_image):
+    out = subprocess.run(
+        [sys.executable, "-m", "srl_agent.cli", "sandbox", "exec", "--image", base_image, "--", "sh", "-c", "echo hi; exit 7"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 7
+    assert out.stdout == "hi\n"
+
+
+def test_daemon_unreachable_is_reported_quickly(tmp_path):
+    env = dict(os.environ, DOCKER_HOST=f"unix://{tmp_path}/nope.sock")
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "srl_agent.cli", "sandbox", "exec", "--", "true"],
+                         capture_output=True, text=True, env=env, timeout=30)
+    assert time.monotonic() - t0 < 5 + 3  # + interpreter start
+    assert out.returncode != 0
+    assert "not reachable" in out.stderr and "srl doctor" in out.stderr
