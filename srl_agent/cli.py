@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from harness import cli_eval, cli_sandbox, cli_score, cli_task
-from srl_agent import __version__, cli_agent, demo
+from srl_agent import __version__, cli_agent, cli_run, demo
 from trajectories import cli as traj_cli
 
 app = typer.Typer(
@@ -43,6 +43,7 @@ app.command("evaluate", help="Grade patches against their tasks' tests in sandbo
 )
 app.command("score", help="Score predicted actions against the expert's (mean step reward).")(cli_score.score)
 cli_agent.register(app)
+app.command("run", help="Run the agent end to end on one task in a sandbox and grade its patch.")(cli_run.run)
 app.command("demo", help="The end-to-end demo on the bundled defaults (the main job).")(demo.demo)
 
 
