@@ -78,6 +78,13 @@ class _FormatErrors(_Terminal):
     status = "format_errors"
 
 
+def task_sandbox(spec: TaskSpec, image: str, step_timeout: float, client: Any = None) -> Sandbox:
+    """A sandbox of the task's instance image, with the task's limits, the repo as working directory."""
+    cfg = SandboxConfig(image=image, workdir=TESTBED, timeout=step_timeout, cpus=spec.limits.cpus,
+                        memory=spec.limits.memory, pids_limit=spec.limits.pids)
+    return Sandbox(cfg, client=client)
+
+
 class EpisodeResult(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
@@ -118,10 +125,8 @@ def run_episode(
     patch = ""
     status: ExitStatus = "error"
     error: str | None = None
-    sandbox_cfg = SandboxConfig(image=image, workdir=TESTBED, timeout=cfg.step_timeout, cpus=spec.limits.cpus,
-                                memory=spec.limits.memory, pids_limit=spec.limits.pids)
     try:
-        with Sandbox(sandbox_cfg, client=client) as sb:
+        with task_sandbox(spec, image, cfg.step_timeout, client) as sb:
             tools = ToolRuntime(sb)
             try:
                 while True:

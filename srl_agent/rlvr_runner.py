@@ -1,0 +1,160 @@
+"""RLVR rollouts: whole agent episodes in sandboxes, as token sequences the GRPO trainer can learn from.
+
+An RLVR episode is a multi-turn chat that only grows: the first prompt (system + task), then for each
+turn the policy's answer (trained on: mask 1) and the observation as the next user message plus the
+chat template's glue (context only: mask 0). Because the conversation is append-only, the tokens the
+trainer scores are exactly the tokens the policy saw when it generated. The outcome (tests pass ->
+1.0, fail -> 0.0, malformed answer -> -1.0) is the reward of the whole episode.
+
+`make_episode_runner` plugs this into `srl_agent.train.rlvr.run_rlvr` (TRL's ``rollout_func`` seam).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from envs.spec import TaskSpec
+from harness.evaluate import run_instance
+from harness.images import ensure_instance_image
+from harness.tools.runtime import ToolRuntime
+from srl_agent.agent import TESTBED, task_sandbox
+from srl_agent.policy import STOP
+from srl_agent.train.rlvr import EpisodeResult
+from trajectories.actions import ActionParseError, parse_answer
+from trajectories.prompting import build_messages, truncate_middle
+from trajectories.schema import Step, Trajectory
+
+Generate = Callable[[list[int]], list[int]]
+"""Token ids of the conversation so far -> token ids of the policy's next answer."""
+
+
+def observation_message(text: str, max_obs_tokens: int | None) -> dict[str, str]:
+    body = truncate_middle(text, max_obs_tokens) if max_obs_tokens else text
+    return {"role": "user", "content": f"Observation:\n{body}\n\nThink, then give the next action."}
+
+
+def _template(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+
+
+def play_chat_episode(
+    spec: TaskSpec,
+    generate: Generate,
+    tokenizer: Any,
+    *,
+    toolset: str = "bash_only",
+    max_turns: int = 30,
+    max_completion_tokens: int = 4096,
+    max_obs_tokens: int | None = 512,
+    step_timeout: float = 120.0,
+    timeout: float = 600.0,
+    image: str | None = None,
+    client: Any = None,
+    out_dir: Path | None = None,
+    grade: bool = True,
+) -> EpisodeResult:
+    """Play one append-only chat episode of `generate` on `spec`; grade it; return tokens and outcome."""
+    image = image or ensure_instance_image(spec, client=client)
+    messages = build_messages(spec.problem_statement, [], toolset, context_steps=0)
+    text = _template(tokenizer, messages, True)
+    prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    completion: list[int] = []
+    mask: list[int] = []
+    traj = Trajectory(instance_id=spec.instance_id, source_format="srl", problem_statement=spec.problem_statement,
+                      metadata={"toolset": toolset, "mode": "rlvr-chat"})
+    format_error = False
+    patch = ""
+    started = time.monotonic()
+    with task_sandbox(spec, image, step_timeout, client) as sb:
+        tools = ToolRuntime(sb)
+        submitted = False
+        for _turn in range(max_turns):
+            if time.monotonic() - started > timeout or len(completion) >= max_completion_tokens:
+                break
+            new = generate(prompt_ids + completion)
+            answer = tokenizer.decode(new, skip_special_tokens=True)
+            if STOP in answer:  # keep the tokens up to the end of the first action, as every backend does
+                answer = answer[: answer.index(STOP) + len(STOP)]
+            completion += new
+            mask += [1] * len(new)
+            try:
+                thought, call = parse_answer(answer)
+            except ActionParseError:
+                format_error = True
+                break
+            obs = tools.execute(call)
+            traj.steps.append(Step(thought=thought, action=call, observation=obs.text, execution_time=obs.duration))
+            if obs.submitted:
+                patch, submitted = obs.patch or "", True
+                break
+            seen = text + answer
+            messages = messages + [{"role": "assistant", "content": answer},
+                                   observation_message(obs.text, max_obs_tokens)]
+            text = _template(tokenizer, messages, True)
+            if not text.startswith(seen):
+                raise RuntimeError("the chat template is not append-only for this tokenizer; RLVR needs one that is")
+            glue = tokenizer(text[len(seen):], add_special_tokens=False)["input_ids"]
+            completion += glue
+            mask += [0] * len(glue)
+        if not submitted:
+            patch = sb.diff(TESTBED)
+    resolved: bool | None = None
+    if grade and not format_error:
+        report = run_instance(spec, patch or None, model="rlvr", client=client,
+                              log_dir=out_dir / "eval" if out_dir else None)
+        resolved = report.resolved
+    traj.final_patch, traj.resolved = patch, resolved
+    traj.exit_status = "format_error" if format_error else ("submitted" if patch else "no_patch")
+    path = None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / f"{spec.instance_id}-{int(time.time() * 1000)}.srl.jsonl"
+        path.write_text(traj.model_dump_json() + "\n")
+    cut = max_completion_tokens
+    return EpisodeResult(prompt_ids=prompt_ids, completion_ids=completion[:cut], env_mask=mask[:cut],
+                         resolved=resolved, format_error=format_error, trajectory_path=str(path) if path else None)
+
+
+def model_generate(model: Any, tokenizer: Any, *, temperature: float, top_p: float = 1.0, top_k: int = 0,
+                   max_new_tokens: int = 256) -> Generate:
+    """A `Generate` over a transformers model: sample one answer, stop at the end of the first action."""
+
+    def gen(ids: list[int]) -> list[int]:
+        import torch
+
+        inp = torch.tensor([ids], device=model.device)
+        with torch.inference_mode():
+            out = model.generate(inp, attention_mask=torch.ones_like(inp), do_sample=temperature > 0,
+                                 temperature=temperature if temperature > 0 else None, top_p=top_p,
+                                 top_k=top_k, max_new_tokens=max_new_tokens, stop_strings=[STOP],
+                                 tokenizer=tokenizer, pad_token_id=tokenizer.pad_token_id)
+        new = out[0, len(ids):].tolist()
+        specials = set(tokenizer.all_special_ids)
+        while new and new[-1] in specials:
+            new.pop()
+        return new
+
+    return gen
+
+
+def make_episode_runner(specs: dict[str, TaskSpec], *, toolset: str, max_turns: int, max_completion_tokens: int,
+                        temperature: float, top_p: float, top_k: int, max_new_tokens: int = 256,
+                        episode_timeout: float = 600.0, out_dir: Path | None = None, client: Any = None):
+    """An `EpisodeRunner` for `run_rlvr`: one sandboxed episode per task row, with the trainer's model."""
+
+    def runner(tasks: list[dict[str, Any]], trainer: Any) -> list[EpisodeResult]:
+        model = trainer.accelerator.unwrap_model(trainer.model) if hasattr(trainer, "accelerator") else trainer.model
+        tok = trainer.processing_class
+        gen = model_generate(model, tok, temperature=temperature, top_p=top_p, top_k=top_k,
+                             max_new_tokens=max_new_tokens)
+        return [
+            play_chat_episode(specs[row["instance_id"]], gen, tok, toolset=toolset, max_turns=max_turns,
+                              max_completion_tokens=max_completion_tokens, timeout=episode_timeout,
+                              client=client, out_dir=out_dir)
+            for row in tasks
+        ]
+
+    return runner

@@ -1,0 +1,80 @@
+"""RLVR rollouts: a whole sandboxed episode as tokens + mask, rewarded by the task's tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from envs.sources import load_tasks
+from harness.scoring import outcome_reward
+from srl_agent.rlvr_runner import play_chat_episode
+from srl_agent.testing import build_tiny_model
+from trajectories.actions import format_answer
+from trajectories.importers import load_trajectories
+
+pytestmark = pytest.mark.docker
+
+DATA = Path(__file__).resolve().parents[1] / "srl_agent" / "data"
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    from srl_agent.models import load_tokenizer
+
+    return load_tokenizer(build_tiny_model(tmp_path_factory.mktemp("tiny")))
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return load_tasks(None).get("tkem__cachetools-387")
+
+
+def _scripted(tokenizer, answers):
+    queue = [tokenizer(a, add_special_tokens=False)["input_ids"] for a in answers]
+    seen = []
+
+    def gen(ids):
+        seen.append(list(ids))
+        return queue.pop(0)
+
+    return gen, seen
+
+
+def test_expert_episode_is_resolved_and_masks_only_policy_tokens(tokenizer, spec, docker_client, tmp_path):
+    (traj,) = load_trajectories([DATA / "tkem__cachetools-387.srl.jsonl"])
+    answers = [format_answer(s.thought, s.action) for s in traj.steps]
+    gen, seen = _scripted(tokenizer, answers)
+    ep = play_chat_episode(spec, gen, tokenizer, toolset="editor", client=docker_client, out_dir=tmp_path)
+    assert ep.resolved is True and not ep.format_error
+    assert outcome_reward(ep.resolved, ep.format_error) == 1.0
+    # every generation call saw exactly the growing sequence: prompt + what came before
+    for i, ids in enumerate(seen):
+        assert ids[: len(ep.prompt_ids)] == ep.prompt_ids
+        if i:
+            assert ids == ep.prompt_ids + ep.completion_ids[: len(ids) - len(ep.prompt_ids)]
+    policy_tokens = [t for t, m in zip(ep.completion_ids, ep.env_mask) if m == 1]
+    expected = sum((tokenizer(a, add_special_tokens=False)["input_ids"] for a in answers), [])
+    assert policy_tokens == expected
+    assert 0 in ep.env_mask  # observations are context, not trained on
+    assert Path(ep.trajectory_path).exists()
+
+
+def test_malformed_answer_gets_the_format_penalty(tokenizer, spec, docker_client):
+    gen, _ = _scripted(tokenizer, ["I would run ls"])
+    ep = play_chat_episode(spec, gen, tokenizer, client=docker_client)
+    assert ep.format_error and ep.resolved is None
+    assert outcome_reward(ep.resolved, ep.format_error) == -1.0
+    assert ep.env_mask == [1] * len(ep.completion_ids)
+
+
+def test_tiny_model_rollout_runs_end_to_end(tokenizer, spec, docker_client, tmp_path_factory):
+    from srl_agent.models import load_model
+    from srl_agent.rlvr_runner import model_generate
+
+    path = build_tiny_model(tmp_path_factory.mktemp("tiny2"))
+    model = load_model(path, device="cpu")
+    gen = model_generate(model, tokenizer, temperature=1.0, max_new_tokens=16)
+    ep = play_chat_episode(spec, gen, tokenizer, max_turns=1, client=docker_client)
+    assert ep.format_error  # a random model writes no well-formed action
+    assert len(ep.completion_ids) == len(ep.env_mask) > 0
