@@ -53,7 +53,9 @@ def doctor(
     try:
         client = get_client()
         ver = client.version()
-        table.add_row("docker daemon", "[green]ready[/]", f"server {ver.get('Version')} ({time.monotonic() - t0:.1f} s)")
+        table.add_row(
+            "docker daemon", "[green]ready[/]", f"server {ver.get('Version')} ({time.monotonic() - t0:.1f} s)"
+        )
     except DockerUnavailable as exc:
         can_run = False
         table.add_row("docker daemon", "[red]missing[/]", escape(str(exc)))
@@ -71,19 +73,25 @@ def doctor(
             table.add_row("base image", "[green]ready[/]", f"{tag} ({found[7:19]})")
         else:
             can_run = False
-            table.add_row("base image", "[red]missing[/]", "build it: `srl image base` (or `srl doctor --fix`)")
+            table.add_row(
+                "base image", "[red]missing[/]", "build it: `srl image base` (or `srl doctor --fix`)"
+            )
     sd = state_dir()
     probe = sd if sd.exists() else sd.parent if sd.parent.exists() else "/"
     free_gb = shutil.disk_usage(probe).free / 1e9
     table.add_row(
-        "disk space", "[green]ok[/]" if free_gb >= 10 else "[yellow]low[/]",
+        "disk space",
+        "[green]ok[/]" if free_gb >= 10 else "[yellow]low[/]",
         f"{free_gb:.0f} GB free at {probe}" + ("" if free_gb >= 10 else "; images need ~5 GB"),
     )
     for extra, mods in EXTRAS.items():
         missing = [m for m in mods if importlib.util.find_spec(m) is None]
         if missing:
-            table.add_row(escape(f"extra [{extra}]"), "[yellow]not installed[/]",
-                          escape(f"pip install 'srl-swe[{extra}]' (missing: {', '.join(missing)})"))
+            table.add_row(
+                escape(f"extra [{extra}]"),
+                "[yellow]not installed[/]",
+                escape(f"pip install 'srl-swe[{extra}]' (missing: {', '.join(missing)})"),
+            )
         else:
             table.add_row(escape(f"extra [{extra}]"), "[green]installed[/]", "")
     Console().print(table)
@@ -96,7 +104,9 @@ def doctor(
 @image_app.command("base")
 def image_base(
     distro: str = typer.Option("bookworm", help="Debian release for debootstrap."),
-    from_image: str = typer.Option(None, "--from", help="Derive the base from a local registry image instead."),
+    from_image: str = typer.Option(
+        None, "--from", help="Derive the base from a local registry image instead."
+    ),
     rebuild: bool = typer.Option(False, help="Build even when an image with the same recipe exists."),
     tag: str = typer.Option(None, help="Tag to give the image (default srl-base:<distro>)."),
 ) -> None:
@@ -105,8 +115,14 @@ def image_base(
     try:
         client = get_client()
         with console.status("building the base image"):
-            out = base.ensure_base_image(client, distro=distro, from_image=from_image, rebuild=rebuild, tag=tag,
-                                         log=lambda m: console.log(m))
+            out = base.ensure_base_image(
+                client,
+                distro=distro,
+                from_image=from_image,
+                rebuild=rebuild,
+                tag=tag,
+                log=lambda m: console.log(m),
+            )
     except (DockerUnavailable, base.BaseImageError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
@@ -130,8 +146,14 @@ def sandbox_exec(
         raise typer.Exit(2)
     command = args[0] if len(args) == 1 else shlex.join(args)
     _sigterm_as_interrupt()
-    cfg = SandboxConfig(image=image or base.default_tag(), timeout=timeout, memory=memory, cpus=cpus,
-                        pids_limit=pids, network=network)
+    cfg = SandboxConfig(
+        image=image or base.default_tag(),
+        timeout=timeout,
+        memory=memory,
+        cpus=cpus,
+        pids_limit=pids,
+        network=network,
+    )
     try:
         with Sandbox(cfg) as sb:
             res = sb.exec(command)
@@ -157,3 +179,33 @@ def sandbox_gc() -> None:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
     typer.echo(f"removed {n} container(s)")
+
+
+@image_app.command("prune")
+def image_prune(
+    tasks: list[str] = typer.Option(
+        None, "--tasks", "-t", help="Task source(s) whose images are kept (repeatable; default: examples)."
+    ),
+    repos: str = typer.Option(
+        None, "--repos", help="Repos directory for owner/name tasks (as in `srl task`)."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be removed."),
+) -> None:
+    """Remove env/instance images that no known task needs (known = the given task sources)."""
+    from pathlib import Path
+
+    from harness.cli_task import load_for_cli
+    from harness.images import prune_images
+
+    repos_dir = Path(repos) if repos else None
+    specs = [s for source in (tasks or [None]) for s in load_for_cli(source, repos_dir, quiet=True).tasks]
+    try:
+        removed = prune_images(specs, dry_run=dry_run)
+    except DockerUnavailable as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    for tag in removed:
+        typer.echo(("would remove " if dry_run else "removed ") + tag)
+    typer.echo(
+        f"{len(removed)} image(s) {'to remove' if dry_run else 'removed'}; kept those of {len(specs)} task(s)"
+    )

@@ -1,7 +1,355 @@
-"""`srl task ...` commands."""
+"""`srl task ...` commands: list, show, build, validate and mine repo tasks.
+
+Every command that takes tasks accepts ``--tasks SOURCE [--repos DIR]`` (see `envs.sources`); the
+default source is the bundled ``examples`` pack. Tasks that fail to load are reported (file, field,
+problem) and skipped; the exit code is then 1.
+"""
 
 from __future__ import annotations
+
+import time
+from pathlib import Path
 
 import typer
 
 task_app = typer.Typer(no_args_is_help=True)
+
+TASKS_OPTION = typer.Option(
+    None,
+    "--tasks",
+    "-t",
+    help="Task source: a pack name (default: examples), a task dir or .yaml, a SWE-bench .json/.jsonl, "
+    "a saved Hugging Face data set, or a plug-in pack (entry point group srl_swe.tasks).",
+)
+REPOS_OPTION = typer.Option(
+    None,
+    "--repos",
+    help="Directory of repos for owner/name tasks: DIR/owner__name (checkout) or DIR/owner__name.bundle. "
+    "Default: clone from GitHub.",
+)
+
+
+def load_for_cli(source: str | None, repos: Path | None, quiet: bool = False):
+    """Load tasks for a command; print load errors; exit 2 when the source itself is unreadable."""
+    from rich.console import Console
+
+    from envs.sources import TaskSourceError, load_tasks
+
+    err = Console(stderr=True)
+    if repos is not None and not repos.is_dir():
+        err.print(f"[red]error:[/red] --repos {repos}: not a directory")
+        raise typer.Exit(2)
+    try:
+        result = load_tasks(source, repos)
+    except TaskSourceError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if result.errors and not quiet:
+        err.print(f"[yellow]{len(result.errors)} task(s) could not be loaded and were skipped:[/yellow]")
+        for e in result.errors:
+            err.print("  - " + str(e), markup=False, highlight=False, soft_wrap=True)
+    return result
+
+
+def _select(result, ids: list[str]):
+    if not ids:
+        return list(result.tasks)
+    known = result.by_id()
+    missing = [i for i in ids if i not in known]
+    if missing:
+        typer.echo(
+            f"error: unknown task id(s): {', '.join(missing)} (see `srl task list`); "
+            f"known: {', '.join(sorted(known)[:10])}",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return [known[i] for i in ids]
+
+
+@task_app.command("list")
+def list_tasks(tasks: str | None = TASKS_OPTION, repos: Path | None = REPOS_OPTION) -> None:
+    """List the tasks of a source as a table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    result = load_for_cli(tasks, repos)
+    table = Table(title=f"tasks: {tasks or 'examples'} ({len(result.tasks)})")
+    table.add_column("instance_id", no_wrap=True)
+    table.add_column("base", no_wrap=True)
+    table.add_column("F2P", justify="right")
+    table.add_column("P2P", justify="right")
+    table.add_column("test deps", overflow="fold")
+    table.add_column("statement", overflow="fold")
+    for t in result.tasks:
+        table.add_row(
+            t.instance_id,
+            t.base_commit[:8],
+            str(len(t.FAIL_TO_PASS)),
+            str(len(t.PASS_TO_PASS)),
+            " ".join(t.env.pip_packages) or "-",
+            t.problem_statement_source,
+        )
+    Console(width=max(Console().width, 100)).print(table)
+    if result.errors:
+        raise typer.Exit(1)
+
+
+@task_app.command("show")
+def show(
+    instance_id: str = typer.Argument(..., help="Task id"),
+    tasks: str | None = TASKS_OPTION,
+    repos: Path | None = REPOS_OPTION,
+    scripts: bool = typer.Option(False, "--scripts", help="Also print the derived install and eval scripts."),
+) -> None:
+    """Show one task: fields, image keys and (optionally) its scripts."""
+    import yaml
+
+    from envs.sources import _BlockDumper
+
+    result = load_for_cli(tasks, repos, quiet=True)
+    (spec,) = _select(result, [instance_id])
+    data = spec.to_yaml_dict()
+    data["repo_source"] = spec.repo_source
+    typer.echo(yaml.dump(data, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100).rstrip())
+    typer.echo(f"# test command: {spec.test_command()}")
+    typer.echo(f"# env key: {spec.env_key[:16]}  instance key: {spec.instance_key[:16]}")
+    if scripts:
+        for title, text in (
+            ("env script", spec.env_script()),
+            ("install script", spec.install_script()),
+            ("eval script", spec.eval_script()),
+        ):
+            typer.echo(f"# ---- {title} ----")
+            typer.echo(text.rstrip())
+
+
+@task_app.command("build")
+def build(
+    instance_ids: list[str] = typer.Argument(None, help="Task ids (default: all tasks of the source)"),
+    tasks: str | None = TASKS_OPTION,
+    repos: Path | None = REPOS_OPTION,
+    rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild the env and instance images."),
+    log_root: Path = typer.Option(Path("runs/build_logs"), "--logs", help="Build logs go to LOGS/<id>/."),
+) -> None:
+    """Build (or find cached) instance images; prints each tag and how long it took."""
+    from rich.console import Console
+
+    from harness.docker_env import DockerUnavailable, get_client
+    from harness.images import ImageBuildError, ensure_instance_image
+
+    result = load_for_cli(tasks, repos)
+    specs = _select(result, instance_ids or [])
+    console = Console()
+    try:
+        client = get_client()
+    except DockerUnavailable as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    failed = 0
+
+    def say(status, spec, msg: str) -> None:
+        if msg.startswith("WARNING"):
+            console.print(f"[yellow]{msg}[/yellow]", markup=True, highlight=False)
+        status.update(f"{spec.instance_id}: {msg}")
+
+    for spec in specs:
+        t0 = time.monotonic()
+        with console.status(f"{spec.instance_id}: checking images") as status:
+            try:
+                tag = ensure_instance_image(
+                    spec,
+                    client=client,
+                    rebuild=rebuild,
+                    log_dir=log_root / spec.instance_id,
+                    log=lambda m, s=spec, st=status: say(st, s, m),
+                )
+            except ImageBuildError as exc:
+                failed += 1
+                console.print(f"[red]FAILED[/red] {spec.instance_id}: {exc}", markup=False)
+                continue
+        console.print(f"[green]ok[/green] {spec.instance_id} -> {tag} ({time.monotonic() - t0:.2f} s)")
+    if failed or result.errors:
+        raise typer.Exit(1)
+
+
+@task_app.command("validate")
+def validate(
+    instance_ids: list[str] = typer.Argument(None, help="Task ids (default: all tasks of the source)"),
+    tasks: str | None = TASKS_OPTION,
+    repos: Path | None = REPOS_OPTION,
+    runs: int = typer.Option(1, "--runs", min=1, help="Run each phase N times; tests that change are flaky."),
+    max_workers: int = typer.Option(1, "--max-workers", min=1, help="Tasks validated in parallel."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild images first."),
+    report: Path = typer.Option(
+        None, "--report", help="JSON report path (default: runs/validate/<time>.json)."
+    ),
+    log_root: Path = typer.Option(Path("runs/build_logs"), "--logs", help="Logs go to LOGS/<id>/."),
+) -> None:
+    """Check tasks in sandboxes: FAIL_TO_PASS fails and PASS_TO_PASS passes at base (with the test
+    patch); everything passes with the gold patch."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from harness.docker_env import DockerUnavailable, get_client
+    from harness.validate import validate_tasks, write_report
+
+    result = load_for_cli(tasks, repos)
+    specs = _select(result, instance_ids or [])
+    console = Console()
+    try:
+        client = get_client()
+    except DockerUnavailable as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    with Progress(
+        TextColumn("validate"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+    ) as progress:
+        bar = progress.add_task("", total=len(specs))
+
+        def done(r) -> None:
+            progress.update(
+                bar, advance=1, description=f"{r.instance_id}: {'valid' if r.valid else 'INVALID'}"
+            )
+
+        results = validate_tasks(
+            specs,
+            runs=runs,
+            max_workers=max_workers,
+            client=client,
+            rebuild=rebuild,
+            log_root=log_root,
+            on_done=done,
+        )
+    table = Table(title=f"validation ({runs} run{'s' if runs > 1 else ''} per task)")
+    table.add_column("instance_id", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    for col in ("F2P", "P2P", "flaky", "build s", "tests s"):
+        table.add_column(col, justify="right")
+    table.add_column("problems", overflow="fold")
+    for r in results:
+        table.add_row(
+            r.instance_id,
+            "[green]valid[/green]" if r.valid else "[red]INVALID[/red]",
+            str(len(r.fail_to_pass)),
+            str(len(r.pass_to_pass)),
+            str(len(r.flaky)),
+            f"{r.build_seconds:.1f}",
+            f"{r.test_seconds:.1f}",
+            "; ".join(p[:160] for p in r.problems) or "-",
+        )
+    Console(width=max(console.width, 120)).print(table)
+    path = write_report(results, report or Path("runs/validate") / f"{time.strftime('%Y%m%d-%H%M%S')}.json")
+    console.print(f"report: {path}")
+    if result.errors or not all(r.valid for r in results):
+        raise typer.Exit(1)
+
+
+@task_app.command("mine")
+def mine(
+    repo: str = typer.Argument(..., help="Repo to mine: a checkout, a .bundle file or a URL."),
+    since: str = typer.Option(None, "--since", help="Only commits after REV (REV..HEAD)."),
+    rev: str = typer.Option("HEAD", "--rev", help="Walk history from this revision."),
+    max_tasks: int = typer.Option(10, "--max", min=1, help="Stop after N tasks pass validation."),
+    max_commits: int = typer.Option(500, "--max-commits", help="Look at no more than N commits."),
+    out: Path = typer.Option(
+        Path("runs/mined"), "--out", help="Task pack directory to write <id>.yaml files to."
+    ),
+    name: str = typer.Option(None, "--name", help="Repo name owner/name (default: from the file name)."),
+    pip: list[str] = typer.Option(None, "--pip", help="Test requirement (repeatable; default: pytest)."),
+    install: list[str] = typer.Option(
+        None, "--install", help="Install command (repeatable; default: pip install -e .)."
+    ),
+    runs: int = typer.Option(
+        2,
+        "--runs",
+        min=1,
+        help="Runs per candidate; tests whose status or id changes between runs are dropped.",
+    ),
+    copy_repo: bool = typer.Option(
+        True, "--copy-repo/--no-copy-repo", help="Copy a .bundle into OUT/repos/."
+    ),
+) -> None:
+    """Mine tasks from history: commits changing source and tests become candidates; those with tests
+    that fail before the non-test diff and pass after it are written as a task pack."""
+    import shutil
+
+    from rich.console import Console
+
+    from envs.mining import candidate_spec, iter_candidates, repo_name_from_location
+    from envs.repos import RepoError
+    from envs.sources import TaskSourceError, load_tasks, write_task
+    from envs.spec import DEFAULT_INSTALL, DEFAULT_PIP_PACKAGES, EnvSpec
+    from harness.docker_env import DockerUnavailable, get_client
+    from harness.validate import run_task
+
+    console = Console()
+    repo_name = name or repo_name_from_location(repo)
+    env = EnvSpec(pip_packages=list(pip or DEFAULT_PIP_PACKAGES), install=list(install or DEFAULT_INSTALL))
+    location = repo if ("://" in repo or repo.startswith("git@")) else str(Path(repo).resolve())
+    written_source = location
+    if copy_repo and location.endswith(".bundle"):
+        target = out / "repos" / Path(location).name
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(location, target)
+        written_source = f"repos/{target.name}"
+    existing: set[str] = set()
+    if out.exists():
+        try:
+            existing = {t.metadata.get("fix_commit", "") for t in load_tasks(str(out)).tasks}
+        except TaskSourceError:
+            existing = set()
+    try:
+        client = get_client()
+        candidates = iter_candidates(location, rev=rev, since=since, max_commits=max_commits)
+    except (DockerUnavailable, RepoError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    kept = tried = 0
+    try:
+        for cand in candidates:
+            if kept >= max_tasks:
+                break
+            if cand.commit in existing:
+                continue
+            tried += 1
+            spec = candidate_spec(cand, repo_name, location, env)
+            title = cand.message.splitlines()[0][:60]
+            with console.status(f"{spec.instance_id}: {title}") as status:
+                res = run_task(
+                    spec,
+                    runs=runs,
+                    client=client,
+                    discover=True,
+                    log_dir=Path("runs/build_logs") / spec.instance_id,
+                    log=lambda m, s=spec: status.update(f"{s.instance_id}: {m}"),
+                )
+            if not res.fail_to_pass or res.problems:
+                console.print(
+                    f"[dim]skip[/dim] {spec.instance_id} ({title}): {'; '.join(res.problems)[:150]}"
+                )
+                if res.image:  # a rejected candidate's image is of no further use
+                    from harness.images import remove_image
+
+                    remove_image(res.image)
+                continue
+            spec.FAIL_TO_PASS = res.fail_to_pass
+            spec.PASS_TO_PASS = res.pass_to_pass
+            path = write_task(spec, out / f"{spec.instance_id}.yaml", repo_source=written_source)
+            kept += 1
+            console.print(
+                f"[green]task[/green] {spec.instance_id} ({title}): {len(res.fail_to_pass)} F2P, "
+                f"{len(res.pass_to_pass)} P2P -> {path}"
+            )
+    except RepoError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    console.print(f"{kept} task(s) from {tried} candidate(s) written to {out}")
+    if kept == 0:
+        raise typer.Exit(1)

@@ -47,11 +47,16 @@ def cache_dir() -> Path:
     return Path(base) if base else Path.home() / ".cache" / "srl-swe"
 
 
+API_TIMEOUT = 600  # seconds for ordinary API calls (image removal and commits can be slow)
+
+
 def _ping(timeout: float) -> docker.DockerClient | None:
+    """A client with the ordinary API timeout, when the daemon answers a ping within `timeout`."""
     try:
-        client = docker.from_env(timeout=timeout)
-        client.ping()
-        return client
+        probe = docker.from_env(timeout=timeout)
+        probe.ping()
+        probe.close()
+        return docker.from_env(timeout=API_TIMEOUT)
     except (DockerException, OSError):
         return None
 
@@ -100,7 +105,9 @@ def start_daemon(wait: float = 30.0) -> docker.DockerClient:
         if client is not None:
             return client
         time.sleep(0.2)
-    raise DockerUnavailable(f"started dockerd but it did not answer within {wait:.0f} s; see {root / 'dockerd.log'}")
+    raise DockerUnavailable(
+        f"started dockerd but it did not answer within {wait:.0f} s; see {root / 'dockerd.log'}"
+    )
 
 
 def get_client(start: bool = True) -> docker.DockerClient:
