@@ -124,7 +124,7 @@ def _build_from_image(client, tag: str, from_image: str, rhash: str, distro: str
         [
             f"FROM {from_image}",
             "RUN set -e; missing=''; for c in git patch python3; do command -v $c >/dev/null || missing=1; done; "
-            "if [ -n \"$missing\" ]; then apt-get update && apt-get install -y --no-install-recommends "
+            'if [ -n "$missing" ]; then apt-get update && apt-get install -y --no-install-recommends '
             + " ".join(BASE_PACKAGES)
             + " && rm -rf /var/lib/apt/lists/*; fi",
             f"RUN {_user_setup_script()}",
@@ -142,14 +142,18 @@ def _build_from_image(client, tag: str, from_image: str, rhash: str, distro: str
         tail = "".join(str(x.get("stream", x.get("error", ""))) for x in exc.build_log)[-2000:]
         raise BaseImageError(f"building {tag} from {from_image} failed:\n{tail}") from exc
     except ImageNotFound as exc:
-        raise BaseImageError(f"image {from_image!r} is not on this machine; `docker pull {from_image}` first") from exc
+        raise BaseImageError(
+            f"image {from_image!r} is not on this machine; `docker pull {from_image}` first"
+        ) from exc
 
 
 def _build_debootstrap(client, tag: str, distro: str, rhash: str, say) -> None:
     if os.geteuid() != 0:
         raise BaseImageError("debootstrap needs root; run as root or use `srl image base --from IMAGE`")
     if shutil.which("debootstrap") is None:
-        raise BaseImageError("debootstrap is not installed: `apt-get install -y debootstrap`, or use --from IMAGE")
+        raise BaseImageError(
+            "debootstrap is not installed: `apt-get install -y debootstrap`, or use --from IMAGE"
+        )
     mirror = debian_mirror()
     debs = cache_dir() / "debootstrap" / distro
     debs.mkdir(parents=True, exist_ok=True)
@@ -167,8 +171,12 @@ def _build_debootstrap(client, tag: str, distro: str, rhash: str, say) -> None:
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise BaseImageError(f"debootstrap failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-2000:]}")
-        setup = subprocess.run(["chroot", str(rootfs), "sh", "-c", _user_setup_script()], capture_output=True, text=True)
+            raise BaseImageError(
+                f"debootstrap failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-2000:]}"
+            )
+        setup = subprocess.run(
+            ["chroot", str(rootfs), "sh", "-c", _user_setup_script()], capture_output=True, text=True
+        )
         if setup.returncode != 0:
             raise BaseImageError(f"setting up the sandbox user failed:\n{setup.stderr[-2000:]}")
         for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):

@@ -52,7 +52,9 @@ class SandboxConfig(BaseModel):
     timeout: float = Field(120.0, gt=0, description="default wall-clock limit per command, seconds")
     output_limit: int = Field(1_000_000, ge=1024, description="bytes of output kept per command (head+tail)")
     workdir: str | None = None
-    user: str | None = Field(None, description="user to run as; default: 'srl' when the image has it, else root")
+    user: str | None = Field(
+        None, description="user to run as; default: 'srl' when the image has it, else root"
+    )
     network: bool = False
     env: dict[str, str] = Field(default_factory=dict)
     extra_labels: dict[str, str] = Field(default_factory=dict)
@@ -148,8 +150,15 @@ printf '__SRL_READY__ %s\n' "$$"
 class ShellSession:
     """A bash process inside a container, kept open on the exec attach socket."""
 
-    def __init__(self, client: docker.DockerClient, container_id: str, user: str | None, workdir: str | None,
-                 env: dict[str, str], output_limit: int) -> None:
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        container_id: str,
+        user: str | None,
+        workdir: str | None,
+        env: dict[str, str],
+        output_limit: int,
+    ) -> None:
         self.client = client
         self.container_id = container_id
         self.user = user
@@ -287,12 +296,13 @@ class ShellSession:
             counters = (int(fields[2]), int(fields[3])) if len(fields) >= 4 else self._counters
             raw, truncated = buf.result()
             limit: Limit | None = None
-            if timed_out:
-                limit = "timeout"
-            elif counters[0] > self._counters[0]:
+            # the cause first: a fork bomb or a memory hog that then hangs is a pids / oom case
+            if counters[0] > self._counters[0]:
                 limit = "oom"
             elif counters[1] > self._counters[1]:
                 limit = "pids"
+            elif timed_out:
+                limit = "timeout"
             elif truncated:
                 limit = "output"
             if rc != 0 or timed_out:
@@ -343,8 +353,9 @@ atexit.register(_close_all)
 class Sandbox:
     """A labelled container with limits, a persistent shell session and file helpers."""
 
-    def __init__(self, config: SandboxConfig | None = None, client: docker.DockerClient | None = None,
-                 **overrides) -> None:
+    def __init__(
+        self, config: SandboxConfig | None = None, client: docker.DockerClient | None = None, **overrides
+    ) -> None:
         base = config or SandboxConfig()
         self.config = base.model_copy(update=overrides) if overrides else base
         self.client = client
@@ -365,7 +376,11 @@ class Sandbox:
         try:
             image = self.client.images.get(cfg.image)
         except ImageNotFound:
-            hint = "`srl image base`" if cfg.image.startswith("srl-base") else "`srl task build <ID>` or `docker build`"
+            hint = (
+                "`srl image base`"
+                if cfg.image.startswith("srl-base")
+                else "`srl task build <ID>` or `docker build`"
+            )
             raise SandboxError(f"image {cfg.image!r} is not on this machine; build it with {hint}") from None
         user = cfg.user
         if user is None:
@@ -393,10 +408,14 @@ class Sandbox:
             try:
                 self.container = self.client.containers.run(**kwargs)
             except APIError as exc:
-                raise SandboxError(f"could not start a sandbox from {cfg.image!r}: {exc.explanation or exc}") from exc
+                raise SandboxError(
+                    f"could not start a sandbox from {cfg.image!r}: {exc.explanation or exc}"
+                ) from exc
             _LIVE[self.container.id] = self
         try:
-            self.session = ShellSession(self.client, self.container.id, user, cfg.workdir, cfg.env, cfg.output_limit)
+            self.session = ShellSession(
+                self.client, self.container.id, user, cfg.workdir, cfg.env, cfg.output_limit
+            )
             self.session.start()
         except BaseException:
             self.close()
@@ -435,39 +454,84 @@ class Sandbox:
         try:
             return self.session.run(command, timeout, self._kill_tree)
         except SandboxError:
-            # the shell died or hung: start a fresh session and say so in the result
+            # the shell died or hung: end whatever it left running, start a fresh session, say so
+            before = self.session._counters
             self.session.close()
-            self.session = ShellSession(self.client, self.id, self.user, self.config.workdir, self.config.env,
-                                        self.config.output_limit)
+            self._kill_all()
+            self.session = ShellSession(
+                self.client,
+                self.id,
+                self.user,
+                self.config.workdir,
+                self.config.env,
+                self.config.output_limit,
+            )
             self.session.start()
-            return ExecResult(exit_code=-1, output="[the shell session was restarted]\n", timed_out=True,
-                              limit="timeout", restarted=True, duration=timeout)
+            after = self.session._counters
+            limit: Limit = "oom" if after[0] > before[0] else "pids" if after[1] > before[1] else "timeout"
+            return ExecResult(
+                exit_code=-1,
+                output=f"[the command hit the {limit} limit; the shell session was restarted]\n",
+                timed_out=True,
+                limit=limit,
+                restarted=True,
+                duration=timeout,
+            )
+
+    def _kill_all(self) -> None:
+        """Signal every process of the session's user (not init): what a hung session leaves behind.
+
+        Under a fork bomb the pids cgroup may refuse the exec itself, so it is retried a few times."""
+        for _ in range(20):
+            try:
+                res = self.container.exec_run(["sh", "-c", "kill -9 -1"], user=self.user or "root")
+            except APIError:
+                res = None
+            if res is not None and res.exit_code in (0, 1, 137):
+                probe = self.container.exec_run(["sh", "-c", "echo ok"], user=self.user or "root")
+                if probe.exit_code == 0:
+                    return
+            time.sleep(0.25)
 
     def _kill_tree(self, pid: int | None) -> None:
         # run as the session's user: with all capabilities dropped, root may not signal other users
         if pid is None:
             return
         self.client.api.exec_start(
-            self.client.api.exec_create(self.id, ["sh", "-c", _KILL_TREE, "sh", str(pid)], user=self.user or "root")["Id"]
+            self.client.api.exec_create(
+                self.id, ["sh", "-c", _KILL_TREE, "sh", str(pid)], user=self.user or "root"
+            )["Id"]
         )
 
-    def run(self, command: str | list[str], timeout: float | None = None, user: str | None = None,
-            workdir: str | None = None) -> ExecResult:
+    def run(
+        self,
+        command: str | list[str],
+        timeout: float | None = None,
+        user: str | None = None,
+        workdir: str | None = None,
+    ) -> ExecResult:
         """Run one command with a fresh `docker exec` (outside the session; no state is shared)."""
         argv = ["bash", "-c", command] if isinstance(command, str) else list(command)
         t = timeout or self.config.timeout
         argv = ["timeout", "-s", "KILL", str(int(max(1, t))), *argv]
         start = time.monotonic()
-        res = self.container.exec_run(argv, user=user or self.user or "", workdir=workdir or self.config.workdir,
-                                      demux=False)
+        res = self.container.exec_run(
+            argv, user=user or self.user or "", workdir=workdir or self.config.workdir, demux=False
+        )
         raw = res.output or b""
         buf = _OutputBuffer(self.config.output_limit)
         buf.add(raw)
         data, truncated = buf.result()
         timed_out = res.exit_code == 137 and time.monotonic() - start >= t - 0.5
-        return ExecResult(exit_code=res.exit_code, output=data.decode("utf-8", errors="replace"), truncated=truncated,
-                          timed_out=timed_out, duration=time.monotonic() - start,
-                          limit="timeout" if timed_out else ("output" if truncated else None), output_bytes=len(raw))
+        return ExecResult(
+            exit_code=res.exit_code,
+            output=data.decode("utf-8", errors="replace"),
+            truncated=truncated,
+            timed_out=timed_out,
+            duration=time.monotonic() - start,
+            limit="timeout" if timed_out else ("output" if truncated else None),
+            output_bytes=len(raw),
+        )
 
     # -- files -------------------------------------------------------------------------------
     def write_file(self, path: str, data: str | bytes, mode: int = 0o644) -> None:
@@ -503,6 +567,7 @@ class Sandbox:
         host_path = Path(host_path)
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
+
             def owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
                 if self.user == "srl":
                     info.uid = info.gid = 1000
@@ -529,9 +594,9 @@ class Sandbox:
     def diff(self, repo: str = "/testbed") -> str:
         """`git diff` of everything changed in `repo` (new files included), without touching its index."""
         cmd = (
-            f"cd {repo} && idx=$(mktemp) && {{ cp .git/index \"$idx\" 2>/dev/null || true; }} && "
-            "GIT_INDEX_FILE=\"$idx\" git add -A >/dev/null 2>&1 && "
-            "GIT_INDEX_FILE=\"$idx\" git diff --cached --binary; rc=$?; rm -f \"$idx\"; exit $rc"
+            f'cd {repo} && idx=$(mktemp) && {{ cp .git/index "$idx" 2>/dev/null || true; }} && '
+            'GIT_INDEX_FILE="$idx" git add -A >/dev/null 2>&1 && '
+            'GIT_INDEX_FILE="$idx" git diff --cached --binary; rc=$?; rm -f "$idx"; exit $rc'
         )
         res = self.run(cmd)
         if res.exit_code != 0:
@@ -540,8 +605,7 @@ class Sandbox:
 
     def commit(self, repository: str, tag: str = "latest") -> str:
         """Snapshot the container as an image (labelled) and return its id."""
-        img = self.container.commit(repository=repository, tag=tag,
-                                    conf={"Labels": labels(kind="snapshot")})
+        img = self.container.commit(repository=repository, tag=tag, conf={"Labels": labels(kind="snapshot")})
         return img.id
 
 

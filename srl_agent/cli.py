@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from harness import cli_eval, cli_sandbox, cli_score, cli_task
+from harness import cli_eval, cli_replay, cli_sandbox, cli_score, cli_task
 from srl_agent import __version__, cli_agent, cli_run, demo
 from trajectories import cli as traj_cli
 
@@ -36,6 +36,9 @@ app.command("doctor", help="Check Docker, the base image, disk and extras; start
 app.add_typer(cli_sandbox.image_app, name="image", help="Build and prune the project's Docker images.")
 app.add_typer(cli_sandbox.sandbox_app, name="sandbox", help="Run commands in sandboxes; remove leftovers.")
 app.add_typer(cli_task.task_app, name="task", help="List, show, build, validate and mine repo tasks.")
+traj_cli.traj_app.command(
+    "replay", help="Replay an expert trajectory in a sandbox of its task; compare observations, diff, tests."
+)(cli_replay.replay)
 app.add_typer(traj_cli.traj_app, name="traj", help="Import, show and replay expert trajectories.")
 app.add_typer(traj_cli.data_app, name="data", help="Build step-wise SRL data sets from trajectories.")
 app.command("evaluate", help="Grade patches against their tasks' tests in sandboxes (SWE-bench format).")(

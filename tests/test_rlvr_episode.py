@@ -53,7 +53,7 @@ def test_expert_episode_is_resolved_and_masks_only_policy_tokens(tokenizer, spec
         assert ids[: len(ep.prompt_ids)] == ep.prompt_ids
         if i:
             assert ids == ep.prompt_ids + ep.completion_ids[: len(ids) - len(ep.prompt_ids)]
-    policy_tokens = [t for t, m in zip(ep.completion_ids, ep.env_mask) if m == 1]
+    policy_tokens = [t for t, m in zip(ep.completion_ids, ep.env_mask, strict=True) if m == 1]
     expected = sum((tokenizer(a, add_special_tokens=False)["input_ids"] for a in answers), [])
     assert policy_tokens == expected
     assert 0 in ep.env_mask  # observations are context, not trained on

@@ -2,7 +2,230 @@
 
 from __future__ import annotations
 
+import json
+from collections import Counter
+from pathlib import Path
+
 import typer
 
 traj_app = typer.Typer(no_args_is_help=True)
 data_app = typer.Typer(no_args_is_help=True)
+
+
+def _out_name(out: Path, stem: str, used: set[str]) -> Path:
+    name, n = stem, 1
+    while name in used:
+        n += 1
+        name = f"{stem}-{n}"
+    used.add(name)
+    return out / f"{name}.jsonl"
+
+
+@traj_app.command("import")
+def import_(
+    paths: list[Path] = typer.Argument(..., help="Trajectory files or directories (searched recursively)."),
+    out: Path = typer.Option(
+        ..., "--out", help="Directory for the imported trajectories (one JSONL per input file)."
+    ),
+    fmt: str | None = typer.Option(
+        None, "--format", help="swe-agent | mini-swe-agent | openhands | openai | srl (default: detect)."
+    ),
+) -> None:
+    """Import recorded agent runs into the srl-swe trajectory schema (JSONL, one trajectory a line)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from trajectories.importers import FORMATS, import_file, stem_of
+    from trajectories.importers import find_files as _find
+
+    if fmt is not None and fmt not in FORMATS:
+        raise typer.BadParameter(
+            f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}", param_hint="--format"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    console = Console()
+    table = Table(title="srl traj import")
+    table.add_column("file", overflow="fold")
+    table.add_column("format")
+    table.add_column("trajs", justify="right")
+    table.add_column("steps", justify="right")
+    table.add_column("skipped steps (why)")
+    table.add_column("notes / errors")
+    used: set[str] = set()
+    errors: list = []
+    n_failed = n_traj = n_steps = n_skipped = 0
+    for f in _find(paths):
+        report = import_file(f, fmt)
+        if report.imported:
+            dest = _out_name(out, stem_of(f), used)
+            with dest.open("w") as fh:
+                for imp in report.imported:
+                    fh.write(imp.trajectory.model_dump_json() + "\n")
+        skipped = Counter(s.reason for s in report.skipped)
+        notes: Counter[str] = Counter()
+        for imp in report.imported:
+            for key, v in imp.notes.items():
+                notes["ignored non-agent events" if key.startswith("ignored") else key] += v
+        n_traj += len(report.imported)
+        n_steps += report.n_steps
+        n_skipped += len(report.skipped)
+        n_failed += not report.ok
+        msgs = [f"{k} x{v}" for k, v in notes.items()]
+        msgs += [f"[red]{len(report.errors)} error(s), see below[/red]"] if report.errors else []
+        errors += report.errors
+        table.add_row(
+            f.name,
+            report.format or "?",
+            str(len(report.imported)),
+            str(report.n_steps),
+            ", ".join(f"{k} x{v}" for k, v in skipped.items()) or "-",
+            "\n".join(msgs) or "-",
+        )
+    console.print(table)
+    for e in errors:
+        console.print(f"[red]error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
+    console.print(
+        f"{n_traj} trajectories, {n_steps} steps, {n_skipped} skipped steps written to {out}; "
+        f"{n_failed} file(s) failed"
+    )
+    if n_failed:
+        raise typer.Exit(1)
+
+
+@traj_app.command("show")
+def show(
+    path: Path = typer.Argument(..., help="A trajectory file in any importable format."),
+    step: int | None = typer.Option(None, "--step", help="Show only this step (0-based), in full."),
+    index: int = typer.Option(0, "--index", help="Which trajectory of a multi-trajectory file."),
+    fmt: str | None = typer.Option(None, "--format", help="Force the input format."),
+    width: int = typer.Option(
+        600, "--max-chars", help="Cut thoughts/observations longer than this (0 = no cut)."
+    ),
+) -> None:
+    """Render a trajectory readably: header, then each step's thought, action and observation."""
+    from rich.console import Console, Group
+    from rich.panel import Panel
+    from rich.syntax import Syntax
+    from rich.text import Text
+
+    from trajectories.actions import render_action
+    from trajectories.importers import import_file
+
+    report = import_file(path, fmt)
+    if report.errors:
+        for e in report.errors:
+            typer.echo(f"error: {e}", err=True)
+        if not report.imported:
+            raise typer.Exit(1)
+    if not 0 <= index < len(report.imported):
+        raise typer.BadParameter(f"{path} holds {len(report.imported)} trajectories", param_hint="--index")
+    imp = report.imported[index]
+    t = imp.trajectory
+    console = Console()
+
+    def cut(s: str) -> str:
+        if step is not None or not width or len(s) <= width:
+            return s
+        return s[:width] + f"\n[... {len(s) - width} more characters]"
+
+    if step is None:
+        head = Text.assemble(
+            (t.instance_id, "bold"),
+            f"  format={t.source_format}  toolset={t.metadata.get('toolset')}  steps={len(t.steps)}  "
+            f"exit={t.exit_status}  resolved={t.resolved}\n",
+            (cut(t.problem_statement), "dim"),
+        )
+        console.print(Panel(head, title="trajectory"))
+        for s in imp.skipped:
+            console.print(f"[yellow]skipped turn {s.index}: {s.reason} {s.detail[:100]}")
+    steps = range(len(t.steps)) if step is None else [step]
+    for k in steps:
+        if not 0 <= k < len(t.steps):
+            raise typer.BadParameter(f"step {k} out of range 0..{len(t.steps) - 1}", param_hint="--step")
+        s = t.steps[k]
+        body = Group(
+            Text(cut(s.thought) or "(no thought)", style="italic"),
+            Syntax(render_action(s.action), "xml", word_wrap=True),
+            Panel(Text(cut(s.observation) or "(no output)"), title="observation", border_style="dim"),
+        )
+        console.print(Panel(body, title=f"step {k} · {s.action.name}"))
+
+
+@data_app.command("build")
+def build(
+    trajectories: list[Path] = typer.Option(
+        ..., "--trajectories", help="Dirs/files of trajectories (any format)."
+    ),
+    out: Path = typer.Option(..., "--out", help="Output directory of the DatasetDict (train/validation)."),
+    context_steps: int = typer.Option(2, "--context-steps", help="Last action/output rounds shown in full."),
+    max_obs_tokens: int | None = typer.Option(
+        None, "--max-obs-tokens", help="Cut each output to this many tokens."
+    ),
+    tokenizer: str | None = typer.Option(
+        None,
+        "--tokenizer",
+        help="tokenizer.json, model dir, or cached HF name (never downloaded); default chars/4.",
+    ),
+    val_fraction: float = typer.Option(0.05, "--val-fraction", help="Share of trajectories for validation."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the trajectory-level split."),
+    num_proc: int = typer.Option(2, "--num-proc", help="Worker processes."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="Also write <split>.jsonl into OUT."),
+    parquet: bool = typer.Option(False, "--parquet", help="Also write <split>.parquet into OUT."),
+) -> None:
+    """Expand trajectories into step-wise SRL instances (one per expert action)."""
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from trajectories.stepwise import build_dataset
+    from trajectories.tokens import TokenizerNotFound
+
+    start = time.perf_counter()
+    try:
+        dd = build_dataset(
+            trajectories,
+            out,
+            context_steps=context_steps,
+            max_obs_tokens=max_obs_tokens,
+            tokenizer=tokenizer,
+            val_fraction=val_fraction,
+            seed=seed,
+            num_proc=num_proc,
+        )
+    except (TokenizerNotFound, FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for name, ds in dd.items():
+        if jsonl:
+            ds.to_json(str(out / f"{name}.jsonl"), lines=True)
+        if parquet:
+            ds.to_parquet(str(out / f"{name}.parquet"))
+    table = Table(title=f"srl data build -> {out} ({time.perf_counter() - start:.1f} s)")
+    for col in ("split", "instances", "trajectories", "tools"):
+        table.add_column(col)
+    for name, ds in dd.items():
+        tools = Counter(ds["tool"])
+        table.add_row(
+            name,
+            str(len(ds)),
+            str(len(set(ds["trajectory_id"]))),
+            ", ".join(f"{k} {v}" for k, v in tools.most_common(6)),
+        )
+    Console().print(table)
+
+
+@data_app.command("show")
+def data_show(
+    dataset: Path = typer.Argument(..., help="A data set directory written by `srl data build`."),
+    split: str = typer.Option("train", "--split"),
+    row: int = typer.Option(0, "--row"),
+) -> None:
+    """Print one step-wise instance: prompt messages, expert completion, metadata."""
+    from datasets import load_from_disk
+
+    r = load_from_disk(str(dataset))[split][row]
+    for m in r["prompt"] + r["completion"]:
+        typer.echo(f"===== {m['role']} =====\n{m['content']}")
+    meta = {k: r[k] for k in ("instance_id", "trajectory_id", "step", "n_steps", "tool")}
+    typer.echo(f"===== meta =====\n{json.dumps(meta)}")

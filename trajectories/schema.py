@@ -42,6 +42,7 @@ class Trajectory(BaseModel):
 
     instance_id: str
     source_format: str
+    trajectory_id: str | None = None  # unique per recorded run; several runs may share an instance_id
     problem_statement: str = ""
     steps: list[Step] = Field(default_factory=list)
     final_patch: str | None = None

@@ -1,0 +1,147 @@
+"""Benchmark `srl evaluate` on the bundled tasks with warm images (one run, ~1-2 minutes).
+
+1. Overhead ratio: wall time of the full `srl evaluate` CLI for one instance (marshmallow-1867, gold)
+   over `docker run --rm <instance image> bash -c "<same test command>"` via the docker CLI. Target <= 1.5.
+   Median of five runs each.
+2. Parallel speed-up: 6 instances (gold) with `--max-workers 2` vs `--max-workers 1`. Target >= 1.6.
+3. Throughput: instances per minute for all bundled tasks, gold patches, `--max-workers 2`.
+
+    .venv/bin/python benchmarks/bench_evaluate.py [--record docs/benchmarks.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SRL = [str(Path(sys.executable).with_name("srl"))]
+ONE = "marshmallow-code__marshmallow-1867"
+
+
+def _timed(argv: list[str], cwd: Path) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(
+            f"command failed ({proc.returncode}): {' '.join(argv)}\n{proc.stdout}\n{proc.stderr}"
+        )
+    return elapsed
+
+
+def _evaluate(out: Path, run_id: str, ids: list[str], workers: int) -> float:
+    args = [*SRL, "evaluate", "-p", "gold", "--run-id", run_id, "--output-dir", str(out), "-w", str(workers)]
+    for iid in ids:
+        args += ["-i", iid]
+    return _timed(args, ROOT)
+
+
+def _machine() -> str:
+    cpus = os.cpu_count()
+    mem = ""
+    try:
+        kb = int(next(line for line in open("/proc/meminfo") if line.startswith("MemTotal")).split()[1])
+        mem = f", {kb / 2**20:.0f} GiB RAM"
+    except (OSError, StopIteration, ValueError):
+        pass
+    docker = subprocess.run(
+        ["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True
+    ).stdout.strip()
+    load = ""
+    try:
+        load = ", load average " + open("/proc/loadavg").read().split()[0]
+    except OSError:
+        pass
+    return (
+        f"{platform.machine()} {cpus} cores{mem}, Python {platform.python_version()}, Docker {docker}{load}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--record", type=Path, help="append the results (markdown) to this file")
+    args = parser.parse_args()
+
+    from envs.sources import load_tasks
+    from harness.docker_env import get_client
+    from harness.images import ensure_instance_image
+
+    client = get_client()
+    tasks = sorted(load_tasks().tasks, key=lambda t: t.instance_id)
+    print(f"warming {len(tasks)} instance images ...", flush=True)
+    images = {t.instance_id: ensure_instance_image(t, client=client) for t in tasks}
+    one = next(t for t in tasks if t.instance_id == ONE)
+    out = Path(tempfile.mkdtemp(prefix="srl-bench-eval-"))
+    try:
+        # 1. overhead ratio
+        docker_cmd = [
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-w",
+            "/testbed",
+            images[ONE],
+            "bash",
+            "-c",
+            one.test_command(),
+        ]
+        _timed(docker_cmd, ROOT)  # page cache warm-up, not counted
+        baseline = statistics.median(_timed(docker_cmd, ROOT) for _ in range(5))
+        full = statistics.median(_evaluate(out, f"one-{i}", [ONE], 1) for i in range(5))
+        ratio = full / baseline
+        print(
+            f"(1) one instance: srl evaluate {full:.2f} s, docker run {baseline:.2f} s, ratio {ratio:.2f} "
+            f"(target <= 1.5)",
+            flush=True,
+        )
+
+        # 2. parallel speed-up on 6 instances
+        six = [t.instance_id for t in tasks[:6]]
+        serial = _evaluate(out, "six-w1", six, 1)
+        parallel = _evaluate(out, "six-w2", six, 2)
+        speedup = serial / parallel
+        print(
+            f"(2) {len(six)} instances: -w 1 {serial:.1f} s, -w 2 {parallel:.1f} s, speed-up {speedup:.2f} "
+            f"(target >= 1.6)",
+            flush=True,
+        )
+
+        # 3. throughput, all bundled tasks
+        every = _evaluate(out, "all-w2", [], 2)
+        per_min = 60 * len(tasks) / every
+        print(
+            f"(3) all {len(tasks)} bundled tasks, gold, -w 2: {every:.1f} s, {per_min:.1f} instances/min",
+            flush=True,
+        )
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+    block = (
+        f"\n## bench_evaluate ({time.strftime('%Y-%m-%d')})\n\nMachine: {_machine()}; warm images.\n\n"
+        "| measure | result | target |\n| --- | --- | --- |\n"
+        f"| overhead: `srl evaluate` 1 instance / `docker run` same tests | {full:.2f} s / {baseline:.2f} s = "
+        f"**{ratio:.2f}** | <= 1.5 |\n"
+        f"| speed-up: 6 instances, `-w 2` vs `-w 1` | {serial:.1f} s / {parallel:.1f} s = **{speedup:.2f}** | >= 1.6 |\n"
+        f"| throughput: {len(tasks)} bundled tasks, gold, `-w 2` | **{per_min:.1f} instances/min** ({every:.1f} s) | |\n"
+    )
+    print(block)
+    if args.record:
+        with open(args.record, "a", encoding="utf-8") as fh:
+            fh.write(block)
+
+
+if __name__ == "__main__":
+    main()

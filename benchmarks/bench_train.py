@@ -1,0 +1,164 @@
+"""Time of one SRL (GRPO) and one SFT step on this machine, split into generation / reward / the rest.
+
+    .venv/bin/python benchmarks/bench_train.py --dataset DIR [--steps 3] [--modes grpo,sft,grpo-lora,sft-lora]
+
+Defaults: the default model (SmolLM2-135M-Instruct, fp32 on CPU), real step prompts cut to
+``--max-prompt-tokens 512``, ``--max-completion 128``, 4 prompts x 4 generations per GRPO step,
+batch 4 per SFT step. Dynamic sampling is off here (the base model's groups all score -1 and would
+stop the run); the step does the same work either way, refills aside. The first step is a warm-up
+and is left out of the means. Prints one line per mode and the reward share of a GRPO step (the
+target: below 2%), plus peak RSS. Without ``--dataset`` a step-wise set is built from the bundled
+trajectories into a temp dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+
+def _timed(store: dict[str, list[float]], key: str, fn: Any) -> Any:
+    """Record wall time under `key` and process CPU time under `key_cpu` (the machine may be shared)."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t, c = time.perf_counter(), time.process_time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            store[key].append(time.perf_counter() - t)
+            store[key + "_cpu"].append(time.process_time() - c)
+
+    return wrapper
+
+
+def _bundled_dataset(tmp: Path, model_dir: str) -> Path:
+    from trajectories.bundled import bundled_dir
+    from trajectories.stepwise import build_dataset
+
+    out = tmp / "steps"
+    build_dataset([bundled_dir()], out, max_obs_tokens=96, tokenizer=model_dir, val_fraction=0.2, num_proc=1)
+    return out
+
+
+def bench_grpo(args: argparse.Namespace, dataset: Path, lora: bool, out_dir: Path) -> dict[str, float]:
+    from srl_agent.train.config import SRLTrainConfig
+    from srl_agent.train.srl import build_trainer
+
+    cfg = SRLTrainConfig(
+        model=args.model,
+        dataset=dataset,
+        output_dir=out_dir,
+        max_steps=args.steps,
+        batch_size=args.batch_size,
+        num_generations=args.generations,
+        max_prompt_tokens=args.max_prompt_tokens,
+        max_completion_length=args.max_completion,
+        report_to=[],
+        save_steps=10_000,
+        lora={"enabled": lora},
+        dynamic_sampling={"enabled": False},
+        max_train_samples=64,
+    )
+    trainer, _ = build_trainer(cfg)
+    times: dict[str, list[float]] = defaultdict(list)
+    trainer._generate_single_turn = _timed(times, "generation", trainer._generate_single_turn)
+    trainer._calculate_rewards = _timed(times, "reward", trainer._calculate_rewards)
+    trainer.training_step = _timed(times, "step", trainer.training_step)
+    trainer.train()
+    skip = 1 if len(times["step"]) > 1 else 0
+    step = statistics.mean(times["step"][skip:])
+    gen = statistics.mean(times["generation"][skip:])
+    rew = statistics.mean(times["reward"][skip:])
+    cpu = statistics.mean(times["step_cpu"][skip:])
+    return {
+        "step_s": step,
+        "generation_s": gen,
+        "reward_s": rew,
+        "rest_s": step - gen - rew,
+        "step_cpu_s": cpu,
+    }
+
+
+def bench_sft(args: argparse.Namespace, dataset: Path, lora: bool, out_dir: Path) -> dict[str, float]:
+    from srl_agent.train.config import SFTTrainConfig
+    from srl_agent.train.sft import build_trainer
+
+    cfg = SFTTrainConfig(
+        model=args.model,
+        dataset=dataset,
+        output_dir=out_dir,
+        max_steps=args.steps,
+        batch_size=args.batch_size,
+        max_prompt_tokens=args.max_prompt_tokens,
+        max_completion_length=args.max_completion,
+        report_to=[],
+        save_steps=10_000,
+        lora={"enabled": lora},
+        max_train_samples=64,
+    )
+    trainer, _ = build_trainer(cfg)
+    times: dict[str, list[float]] = defaultdict(list)
+    trainer.training_step = _timed(times, "step", trainer.training_step)
+    trainer.train()
+    skip = 1 if len(times["step"]) > 1 else 0
+    return {
+        "step_s": statistics.mean(times["step"][skip:]),
+        "step_cpu_s": statistics.mean(times["step_cpu"][skip:]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--dataset", type=Path)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--generations", type=int, default=4)
+    parser.add_argument("--max-prompt-tokens", type=int, default=512)
+    parser.add_argument("--max-completion", type=int, default=128)
+    parser.add_argument("--modes", default="grpo,sft,grpo-lora,sft-lora")
+    args = parser.parse_args()
+
+    from srl_agent.models import resolve_model
+
+    model_dir = str(resolve_model(args.model))
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp_name:
+        tmp = Path(tmp_name)
+        dataset = args.dataset or _bundled_dataset(tmp, model_dir)
+        results = {}
+        for mode in args.modes.split(","):
+            kind, _, variant = mode.partition("-")
+            fn = bench_grpo if kind == "grpo" else bench_sft
+            t0 = time.perf_counter()
+            results[mode] = fn(args, dataset, variant == "lora", tmp / mode)
+            results[mode]["wall_s"] = time.perf_counter() - t0
+        rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    print(
+        f"\nmodel={args.model} prompt<={args.max_prompt_tokens} completion<={args.max_completion} "
+        f"batch={args.batch_size} generations={args.generations} steps={args.steps} (first = warm-up)"
+    )
+    for mode, r in results.items():
+        parts = " ".join(f"{k}={v:.2f}" for k, v in r.items())
+        extra = ""
+        if "reward_s" in r:
+            extra = f" reward_share={r['reward_s'] / r['step_s']:.3%} (target < 2%)"
+        print(f"{mode:10s} {parts}{extra}")
+    if "grpo" in results and "grpo-lora" in results:
+        print(
+            f"LoRA / full GRPO step ratio: {results['grpo-lora']['step_s'] / results['grpo']['step_s']:.2f}"
+        )
+    if "sft" in results and "sft-lora" in results:
+        print(f"LoRA / full SFT step ratio: {results['sft-lora']['step_s'] / results['sft']['step_s']:.2f}")
+    print(f"peak RSS {rss_gb:.2f} GB")
+
+
+if __name__ == "__main__":
+    main()

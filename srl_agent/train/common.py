@@ -1,0 +1,147 @@
+"""What SFT, SRL and RLVR training share: model + tokenizer, data, TRL arguments, progress, saving."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from srl_agent.train.config import LoraOptions, _TrainCommon
+
+console = Console(stderr=True, soft_wrap=True)
+
+
+class TrainError(RuntimeError):
+    """A training run cannot start or continue; the message says why and what to do."""
+
+
+def resolve_device(config: _TrainCommon) -> str:
+    from srl_agent.models import pick_device
+
+    if config.device == "auto":
+        return pick_device(None)
+    if config.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise TrainError("device: cuda was requested but no CUDA GPU is visible")
+    return config.device
+
+
+def peft_config(lora: LoraOptions) -> Any:
+    if not lora.enabled:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def load_policy_model(model_ref: str, device: str) -> tuple[Any, Any]:
+    from srl_agent.models import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer(model_ref, device="cpu" if device == "cpu" else None)
+    tok.padding_side = "left"
+    return model, tok
+
+
+def training_args_common(config: _TrainCommon, device: str) -> dict[str, Any]:
+    """The TrainingArguments fields every command sets the same way."""
+    report_to = list(config.report_to) or ["none"]
+    return dict(
+        # TRL turns activation checkpointing on by default; off, a small model trains ~30% faster.
+        activation_checkpointing=config.gradient_checkpointing,
+        output_dir=str(config.output_dir),
+        seed=config.seed,
+        learning_rate=config.lr,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        logging_steps=config.logging_steps,
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        report_to=report_to,
+        use_cpu=device == "cpu",
+        bf16=device != "cpu",
+        fp16=False,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+
+
+def check_resume(output_dir: Path, resume: bool) -> bool | None:
+    """``resume_from_checkpoint`` for `trainer.train`: True when resuming from the last checkpoint."""
+    if not resume:
+        return None
+    checkpoints = sorted(Path(output_dir).glob("checkpoint-*"))
+    if not checkpoints:
+        raise TrainError(f"--resume: no checkpoint-* directory in {output_dir} to resume from")
+    return True
+
+
+def progress_callback() -> Any:
+    """A TrainerCallback that prints one rich line per logged step (main process only)."""
+    from transformers import TrainerCallback
+
+    class RichProgress(TrainerCallback):
+        def __init__(self) -> None:
+            self.t0 = time.monotonic()
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.t0 = time.monotonic()
+            if state.is_world_process_zero:
+                console.print(f"[bold]training[/] -> {args.output_dir} (max_steps={state.max_steps})")
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs:
+                return
+            keys = [
+                "loss",
+                "reward",
+                "reward_std",
+                "frac_reward_zero_std",
+                "dynamic_sampling/dropped_groups",
+                "dynamic_sampling/refills",
+                "mean_token_accuracy",
+                "eval_loss",
+                "learning_rate",
+                "train_runtime",
+            ]
+            shown = " ".join(
+                f"{k.split('/')[-1]}={logs[k]:.4g}" for k in keys if isinstance(logs.get(k), int | float)
+            )
+            elapsed = time.monotonic() - self.t0
+            console.print(f"step {state.global_step}/{state.max_steps} [{elapsed:.0f}s] {shown}")
+
+    return RichProgress()
+
+
+def save_final(trainer: Any, tokenizer: Any, output_dir: Path, merge_lora: bool) -> Path:
+    """Save the trained policy and the trainer state at `output_dir` itself (LoRA merged into a full model)."""
+    output_dir = Path(output_dir)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if merge_lora and hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    if trainer.accelerator.is_main_process:
+        model.save_pretrained(output_dir)
+        tokenizer.save_pretrained(output_dir)
+    trainer.save_state()  # trainer_state.json: the log history (loss, reward, dropped groups per step)
+    trainer.accelerator.wait_for_everyone()
+    return output_dir
+
+
+def quiet_default_printer(trainer: Any) -> None:
+    """Drop transformers' raw-dict printer: `progress_callback` prints the readable line."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)

@@ -1,0 +1,230 @@
+"""GRPO with dynamic sampling, on top of TRL's `GRPOTrainer`.
+
+Dynamic sampling (DAPO; used by the SRL paper): a prompt group whose completions all score (almost)
+the same has zero advantage and teaches nothing, so it is dropped and the batch is refilled with new
+prompts from the training data, for at most ``max_refills`` extra generation rounds per step. If even
+then fewer than ``min_kept_groups`` groups have spread, training stops with `DynamicSamplingStall`,
+whose message names the cause (e.g. every answer unparsable) and the remedy.
+
+The seam is TRL's ``_generate_and_score_completions(inputs) -> batch dict``: we call it once per
+round, keep the rows of groups with spread, and merge the rounds into one batch of the usual size.
+TRL's own per-group advantages are untouched (groups are independent with ``scale_rewards="group"``).
+Groups never straddle processes: each process's generation batch is a multiple of the group size.
+The transformers generation path also cuts each completion after the first ``</function>`` (TRL
+cannot pass stop strings to ``generate``); the vLLM path stops there through ``generation_kwargs``.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import torch
+from trl import GRPOTrainer
+
+from srl_agent.policy import STOP
+from srl_agent.train.config import DynamicSamplingOptions
+
+_LEFT_PADDED = {"prompt_ids": "pad", "prompt_mask": 0}
+_RIGHT_PADDED = {
+    "completion_ids": "pad",
+    "completion_mask": 0,
+    "old_per_token_logps": 0.0,
+    "sampling_per_token_logps": 0.0,
+    "ref_per_token_logps": 0.0,
+    "importance_sampling_ratio": 1.0,
+    "tool_mask": 1,
+}
+_PER_ROW = {"advantages"}
+
+
+class DynamicSamplingStall(RuntimeError):
+    """Nearly every group has zero reward spread: there is nothing to learn from; stop, don't train on 0."""
+
+
+def diagnose_flat_groups(rewards: list[float], epsilon: float) -> str:
+    """Why every group scored flat, and what to do about it."""
+    if not rewards:
+        return "no completions were scored"
+    if all(r <= -1.0 + 1e-9 for r in rewards):
+        return (
+            "every group scored -1: the model writes no well-formed answer "
+            "(<think>...</think> then exactly one <function=...> block). "
+            "Run `srl train sft` first (warm-up on the expert answers), or raise temperature / "
+            "max_completion_length if answers are cut off."
+        )
+    if all(r >= 1.0 - 1e-9 for r in rewards):
+        return (
+            "every completion matches the expert exactly (reward 1): the data is already learned. "
+            "Use harder / unseen steps, or stop training."
+        )
+    return (
+        f"each group's completions scored (nearly) alike (std < epsilon={epsilon}): sampling gives no "
+        "diversity. Raise temperature / top_p, raise num_generations, or lower dynamic_sampling.epsilon."
+    )
+
+
+def _pad_cat(tensors: list[torch.Tensor], value: float | int, side: str) -> torch.Tensor:
+    if tensors[0].dim() == 1:
+        return torch.cat(tensors)
+    width = max(t.size(1) for t in tensors)
+    out = []
+    for t in tensors:
+        gap = width - t.size(1)
+        if gap:
+            filler = t.new_full((t.size(0), gap, *t.shape[2:]), value)
+            t = torch.cat([filler, t] if side == "left" else [t, filler], dim=1)
+        out.append(t)
+    return torch.cat(out)
+
+
+def merge_batches(parts: list[dict[str, Any]], pad_token_id: int) -> dict[str, Any]:
+    """Concatenate row-selected GRPO batch dicts of different sequence widths."""
+    keys = set(parts[0])
+    unknown = keys - set(_LEFT_PADDED) - set(_RIGHT_PADDED) - _PER_ROW - {"num_items_in_batch"}
+    if unknown:
+        raise NotImplementedError(
+            f"dynamic sampling cannot merge batch fields {sorted(unknown)} (multimodal?)"
+        )
+    merged: dict[str, Any] = {}
+    for key in keys - {"num_items_in_batch"}:
+        vals = [p[key] for p in parts]
+        if key in _LEFT_PADDED:
+            fill = pad_token_id if _LEFT_PADDED[key] == "pad" else _LEFT_PADDED[key]
+            merged[key] = _pad_cat(vals, fill, "left")
+        elif key in _RIGHT_PADDED:
+            fill = pad_token_id if _RIGHT_PADDED[key] == "pad" else _RIGHT_PADDED[key]
+            merged[key] = _pad_cat(vals, fill, "right")
+        else:
+            merged[key] = torch.cat(vals)
+    return merged
+
+
+def select_rows(batch: dict[str, Any], rows: torch.Tensor) -> dict[str, Any]:
+    return {k: (v if k == "num_items_in_batch" or v is None else v[rows]) for k, v in batch.items()}
+
+
+def first_action_prefix(token_ids: list[int], decode: Any) -> list[int]:
+    """The shortest prefix of `token_ids` whose text contains ``</function>`` (all of it if none)."""
+    if STOP not in decode(token_ids):
+        return token_ids
+    lo, hi = 1, len(token_ids)
+    while lo < hi:  # containment is monotone in the prefix length
+        mid = (lo + hi) // 2
+        if STOP in decode(token_ids[:mid]):
+            hi = mid
+        else:
+            lo = mid + 1
+    return token_ids[:lo]
+
+
+class SRLGRPOTrainer(GRPOTrainer):
+    """TRL `GRPOTrainer` + dynamic sampling + stop at the end of the first action."""
+
+    def __init__(self, *args: Any, dynamic_sampling: DynamicSamplingOptions | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.dynamic_sampling = dynamic_sampling or DynamicSamplingOptions()
+        seed = self.args.seed + 7919 * (1 + self.accelerator.process_index)
+        self._refill_rng = random.Random(seed)
+        self._last_rewards_per_func: torch.Tensor | None = None
+        self.current_inputs: list[dict[str, Any]] = []
+        self.dropped_groups_total = 0
+        self.refills_total = 0
+
+    # -- generation: stop after the first action ---------------------------------------------------
+    def _generate_single_turn(
+        self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
+    ):
+        completion_ids, logprobs = super()._generate_single_turn(
+            prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+        )
+        if not self.use_vllm and logprobs is None:
+            decode = self.processing_class.decode
+            completion_ids = [first_action_prefix(list(ids), decode) for ids in completion_ids]
+        return completion_ids, logprobs
+
+    # -- scoring: remember the rewards of the last round ---------------------------------------------
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._last_rewards_per_func = rewards
+        return rewards
+
+    def _local_rewards(self, n_local: int) -> torch.Tensor:
+        """This process's total reward per completion from the last round (gathered across processes)."""
+        per_func = self._last_rewards_per_func
+        assert per_func is not None
+        weights = self.reward_weights.to(per_func.device)
+        total = (per_func * weights.unsqueeze(0)).nansum(dim=1)
+        start = self.accelerator.process_index * n_local
+        return total[start : start + n_local].float().cpu()
+
+    def _refill_inputs(self, n_groups: int) -> list[dict[str, Any]]:
+        data = self.train_dataset
+        rows = [self._refill_rng.randrange(len(data)) for _ in range(n_groups)]
+        out: list[dict[str, Any]] = []
+        for i in rows:
+            example = data[i]
+            out.extend(dict(example) for _ in range(self.num_generations))
+        return out
+
+    # -- the seam -----------------------------------------------------------------------------------
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        opts = self.dynamic_sampling
+        if not self.model.training or not opts.enabled:
+            self.current_inputs = inputs
+            return super()._generate_and_score_completions(inputs)
+        g = self.num_generations
+        self.current_inputs = inputs  # the rows being generated for (read by RLVR's rollout function)
+        if len(inputs) % g:
+            raise ValueError(
+                f"generation batch of {len(inputs)} rows is not a multiple of num_generations={g}"
+            )
+        target = len(inputs) // g
+        kept: list[dict[str, Any]] = []
+        n_kept = dropped = refills = 0
+        seen: list[float] = []
+        batch = inputs
+        for round_ in range(opts.max_refills + 1):
+            out = super()._generate_and_score_completions(batch)
+            rewards = self._local_rewards(len(batch))
+            seen.extend(rewards.tolist())
+            std = torch.nan_to_num(rewards.view(-1, g), nan=0.0).std(dim=1, unbiased=False)
+            keep = std >= opts.epsilon if opts.epsilon > 0 else std > 0
+            dropped += int((~keep).sum())
+            take = keep.nonzero().flatten()[: max(target - n_kept, 0)]
+            if take.numel():
+                rows = (take.unsqueeze(1) * g + torch.arange(g)).flatten().to(out["completion_ids"].device)
+                kept.append(select_rows(out, rows))
+                n_kept += int(take.numel())
+            missing = torch.tensor([target - n_kept], device=self.accelerator.device)
+            missing = int(self.accelerator.gather(missing).max())  # every process refills in lockstep
+            if missing <= 0 or round_ == opts.max_refills:
+                break
+            refills += 1
+            batch = self._refill_inputs(missing)
+            self.current_inputs = batch
+
+        self.dropped_groups_total += dropped
+        self.refills_total += refills
+        metrics = self._metrics["train"]
+        metrics["dynamic_sampling/dropped_groups"].append(float(dropped))
+        metrics["dynamic_sampling/refills"].append(float(refills))
+        metrics["dynamic_sampling/kept_groups"].append(float(n_kept))
+
+        fewest = torch.tensor([n_kept], device=self.accelerator.device)
+        fewest = int(self.accelerator.gather(fewest).min())
+        if fewest < opts.min_kept_groups:
+            raise DynamicSamplingStall(
+                f"dynamic sampling: {dropped} of {dropped + n_kept} prompt groups had no reward spread after "
+                f"{refills} refills (kept {n_kept}, need {opts.min_kept_groups}) at step {self.state.global_step}. "
+                + diagnose_flat_groups(seen, opts.epsilon)
+            )
+        merged = merge_batches(kept, self._tokenizer.pad_token_id)
+        if n_kept < target:  # refills exhausted: repeat kept groups so every step has the usual shape
+            order = [i % (n_kept * g) for i in range(target * g)]
+            merged = select_rows(merged, torch.tensor(order, device=merged["completion_ids"].device))
+        loss_mask = merged["completion_mask"]
+        if "tool_mask" in merged:
+            loss_mask = loss_mask * merged["tool_mask"]
+        merged["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
+        return merged

@@ -1,0 +1,102 @@
+"""`srl train sft`: supervised fine-tuning on (step prompt -> expert answer).
+
+The paper's SFT baseline and the warm-up before SRL: a base model that writes no well-formed answer
+gets reward -1 on every sample and GRPO has nothing to learn from. The loss covers the completion
+only (the assistant turn: ``<think>...</think>`` + action + end of turn), so the model also learns
+to stop after its one action.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from srl_agent.train.common import (
+    TrainError,
+    check_resume,
+    console,
+    load_policy_model,
+    peft_config,
+    progress_callback,
+    quiet_default_printer,
+    resolve_device,
+    save_final,
+    training_args_common,
+)
+from srl_agent.train.config import SFTTrainConfig, dump_config
+
+SFT_COLUMNS = ("prompt", "completion")
+
+
+def sft_args(config: SFTTrainConfig, device: str) -> Any:
+    from trl import SFTConfig
+
+    return SFTConfig(
+        **training_args_common(config, device),
+        per_device_train_batch_size=config.batch_size,
+        max_length=config.max_prompt_tokens + config.max_completion_length,
+        completion_only_loss=True,
+        packing=False,
+        dataset_num_proc=None,
+    )
+
+
+def build_trainer(config: SFTTrainConfig, *, init_from: str | None = None) -> tuple[Any, Any]:
+    from trl import SFTTrainer
+
+    from srl_agent.train.data import fit_prompts, load_split
+
+    if config.dataset is None:
+        raise TrainError("dataset: no step-wise data set given (set `dataset:` in the config or --dataset)")
+    device = resolve_device(config)
+    model, tok = load_policy_model(init_from or config.model, device)
+    tok.padding_side = "right"
+    train = load_split(config.dataset, config.train_split)
+    if config.max_train_samples:
+        train = train.select(range(min(config.max_train_samples, len(train))))
+    train, counts = fit_prompts(train, tok, config.max_prompt_tokens, overflow=config.prompt_overflow)
+    console.print(
+        f"train rows: {counts['kept']} within {config.max_prompt_tokens} prompt tokens, "
+        f"{counts['truncated']} truncated, {counts['dropped']} dropped"
+    )
+    train = train.remove_columns([c for c in train.column_names if c not in SFT_COLUMNS])
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_args(config, device),
+        train_dataset=train,
+        processing_class=tok,
+        peft_config=peft_config(config.lora),
+        callbacks=[progress_callback()],
+    )
+    quiet_default_printer(trainer)
+    return trainer, tok
+
+
+def run_sft(config: SFTTrainConfig, *, init_from: str | None = None, resume: bool = False) -> Path:
+    """Train; returns the output dir, which then holds the final model (loadable as a policy)."""
+    from srl_agent.models import set_offline
+
+    set_offline()
+    resume_from = check_resume(config.output_dir, resume)
+    dump_config(config, Path(config.output_dir) / "sft_config.yaml")
+    trainer, tok = build_trainer(config, init_from=init_from)
+    trainer.train(resume_from_checkpoint=resume_from)
+    tok.padding_side = "left"
+    out = save_final(trainer, tok, config.output_dir, merge_lora=config.lora.enabled)
+    console.print(f"[green]done[/]: {trainer.state.global_step} SFT steps; model in {out}")
+    return out
+
+
+if __name__ == "__main__":  # `accelerate launch -m srl_agent.train.sft --config FILE [--set k=v ...]`
+    import argparse
+
+    from srl_agent.train.config import load_config, parse_overrides
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", type=Path)
+    parser.add_argument("--set", action="append", default=[], dest="overrides")
+    parser.add_argument("--init-from")
+    parser.add_argument("--resume", action="store_true")
+    ns = parser.parse_args()
+    cfg = load_config(SFTTrainConfig, ns.config, parse_overrides(ns.overrides))
+    run_sft(cfg, init_from=ns.init_from, resume=ns.resume)

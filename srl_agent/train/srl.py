@@ -1,0 +1,137 @@
+"""`srl train srl`: GRPO over step-wise expert data with the step reward (the SRL stage).
+
+No KL term by default (``beta=0``: no reference model is loaded), dynamic sampling on (see
+`srl_agent.train.grpo`). Multi-GPU / multi-node: ``accelerate launch --config_file
+srl_agent/train/accelerate_multi_gpu.yaml -m srl_agent.train.srl --config srl.yaml``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from srl_agent.train.common import (
+    TrainError,
+    check_resume,
+    console,
+    load_policy_model,
+    peft_config,
+    progress_callback,
+    quiet_default_printer,
+    resolve_device,
+    save_final,
+    training_args_common,
+)
+from srl_agent.train.config import SRLTrainConfig, dump_config
+
+
+def grpo_args(config: SRLTrainConfig, device: str) -> Any:
+    from trl import GRPOConfig
+
+    kwargs = training_args_common(config, device)
+    generation_kwargs = None
+    if config.use_vllm:
+        from srl_agent.policy import STOP
+
+        generation_kwargs = {"stop": [STOP], "include_stop_str_in_output": True}
+    return GRPOConfig(
+        **kwargs,
+        per_device_train_batch_size=config.batch_size * config.num_generations,
+        num_generations=config.num_generations,
+        max_completion_length=config.max_completion_length,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        top_k=config.top_k,
+        beta=config.beta,
+        epsilon=config.clip_epsilon,
+        num_iterations=config.num_iterations,
+        loss_type=config.loss_type,
+        scale_rewards="group",
+        generation_kwargs=generation_kwargs,
+        use_vllm=config.use_vllm,
+        vllm_mode=config.vllm_mode,
+        vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
+        log_completions=config.log_completions,
+        remove_unused_columns=False,
+    )
+
+
+def build_trainer(
+    config: SRLTrainConfig, *, init_from: str | None = None, reward_funcs: list[Any] | None = None
+) -> tuple[Any, Any]:
+    """The configured `SRLGRPOTrainer` and its tokenizer (training not started)."""
+    from srl_agent.rewards import make_step_reward
+    from srl_agent.train.data import fit_prompts, load_split
+    from srl_agent.train.grpo import SRLGRPOTrainer
+
+    if config.dataset is None:
+        raise TrainError("dataset: no step-wise data set given (set `dataset:` in the config or --dataset)")
+    if config.use_vllm:
+        try:
+            import vllm  # noqa: F401
+        except ImportError:
+            raise TrainError("use_vllm: true needs the vllm extra (`pip install 'srl-swe[vllm]'`)") from None
+    device = resolve_device(config)
+    model, tok = load_policy_model(init_from or config.model, device)
+    train = load_split(config.dataset, config.train_split)
+    if config.max_train_samples:
+        train = train.select(range(min(config.max_train_samples, len(train))))
+    train, counts = fit_prompts(train, tok, config.max_prompt_tokens, overflow=config.prompt_overflow)
+    console.print(
+        f"train rows: {counts['kept']} within {config.max_prompt_tokens} prompt tokens, "
+        f"{counts['truncated']} truncated, {counts['dropped']} dropped"
+    )
+    if "completion" in train.column_names:  # GRPO samples its own completions; the expert's is the reward key
+        train = train.remove_columns("completion")
+    trainer = SRLGRPOTrainer(
+        model=model,
+        reward_funcs=reward_funcs or [make_step_reward(config.reward_mode)],
+        args=grpo_args(config, device),
+        train_dataset=train,
+        processing_class=tok,
+        peft_config=peft_config(config.lora),
+        callbacks=[progress_callback()],
+        dynamic_sampling=config.dynamic_sampling,
+    )
+    quiet_default_printer(trainer)
+    return trainer, tok
+
+
+def run_srl(config: SRLTrainConfig, *, init_from: str | None = None, resume: bool = False) -> Path:
+    """Train; returns the output dir, which then holds the final model (loadable as a policy)."""
+    from srl_agent.models import set_offline
+
+    set_offline()
+    resume_from = check_resume(config.output_dir, resume)
+    dump_config(config, Path(config.output_dir) / "srl_config.yaml")
+    trainer, tok = build_trainer(config, init_from=init_from)
+    from srl_agent.train.grpo import DynamicSamplingStall
+
+    try:
+        trainer.train(resume_from_checkpoint=resume_from)
+    except DynamicSamplingStall:
+        if trainer.state.global_step > 0:  # keep what was learned before the stall
+            save_final(trainer, tok, config.output_dir, merge_lora=config.lora.enabled)
+            console.print(f"saved the model after {trainer.state.global_step} steps to {config.output_dir}")
+        raise
+    out = save_final(trainer, tok, config.output_dir, merge_lora=config.lora.enabled)
+    console.print(
+        f"[green]done[/]: {trainer.state.global_step} steps, {trainer.dropped_groups_total} groups dropped by "
+        f"dynamic sampling, {trainer.refills_total} refills; model in {out}"
+    )
+    return out
+
+
+if __name__ == "__main__":  # `accelerate launch -m srl_agent.train.srl --config FILE [--set k=v ...]`
+    import argparse
+
+    from srl_agent.train.config import load_config, parse_overrides
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", type=Path)
+    parser.add_argument("--set", action="append", default=[], dest="overrides")
+    parser.add_argument("--init-from")
+    parser.add_argument("--resume", action="store_true")
+    ns = parser.parse_args()
+    cfg = load_config(SRLTrainConfig, ns.config, parse_overrides(ns.overrides))
+    run_srl(cfg, init_from=ns.init_from, resume=ns.resume)

@@ -1,0 +1,305 @@
+"""Training on a tiny random model: GRPO with dynamic sampling, SFT, checkpoints, configs, eval-steps."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from srl_agent.testing import build_tiny_model, build_tiny_step_dataset
+from srl_agent.train.config import (
+    ConfigError,
+    EvalStepsConfig,
+    RLVRTrainConfig,
+    SFTTrainConfig,
+    SRLTrainConfig,
+    load_config,
+    parse_overrides,
+)
+from trajectories.actions import format_answer
+from trajectories.schema import ToolCall
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return str(build_tiny_model(tmp_path_factory.mktemp("tiny")))
+
+
+@pytest.fixture(scope="module")
+def steps(tmp_path_factory):
+    return build_tiny_step_dataset(tmp_path_factory.mktemp("steps") / "ds")
+
+
+def _srl_config(tiny, steps, tmp_path, **kw) -> SRLTrainConfig:
+    base = dict(
+        model=tiny,
+        dataset=steps,
+        output_dir=tmp_path / "srl",
+        max_steps=1,
+        batch_size=2,
+        num_generations=2,
+        max_completion_length=8,
+        report_to=[],
+        save_steps=100,
+    )
+    base.update(kw)
+    return SRLTrainConfig(**base)
+
+
+# -- configs -------------------------------------------------------------------------------------
+
+
+def test_config_from_yaml_with_overrides(tmp_path):
+    f = tmp_path / "srl.yaml"
+    f.write_text("lr: 2.0e-6\nnum_generations: 8\nlora:\n  enabled: true\n")
+    cfg = load_config(SRLTrainConfig, f, parse_overrides(["lora.r=4", "temperature=0.7", "dataset=/data/x"]))
+    assert cfg.lr == 2e-6 and cfg.num_generations == 8 and cfg.temperature == 0.7
+    assert cfg.lora.enabled and cfg.lora.r == 4 and str(cfg.dataset) == "/data/x"
+    assert cfg.beta == 0.0 and cfg.dynamic_sampling.enabled  # SRL defaults: no KL, dynamic sampling
+
+
+def test_config_errors_name_the_file_and_the_field(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("num_generation: 4\n")  # typo
+    with pytest.raises(ConfigError) as err:
+        load_config(SRLTrainConfig, f)
+    assert str(f) in str(err.value) and "num_generation" in str(err.value)
+    with pytest.raises(ConfigError, match=r"dynamic_sampling\.epsilon"):
+        load_config(SRLTrainConfig, None, parse_overrides(["dynamic_sampling.epsilon=-1"]))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(SFTTrainConfig, tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["lr"])
+
+
+def test_cli_reports_config_errors_and_the_rlvr_hook(tmp_path):
+    from typer.testing import CliRunner
+
+    from srl_agent.cli import app
+
+    f = tmp_path / "bad.yaml"
+    f.write_text("batch_sise: 4\n")
+    res = CliRunner().invoke(app, ["train", "srl", "--config", str(f)])
+    assert res.exit_code == 2 and "batch_sise" in res.output
+    res = CliRunner().invoke(app, ["train", "rlvr"])
+    assert res.exit_code == 2 and "agent loop" in res.output
+
+
+# -- dynamic sampling building blocks --------------------------------------------------------------
+
+
+def test_merge_batches_pads_prompts_left_and_completions_right():
+    from srl_agent.train.grpo import merge_batches
+
+    a = {
+        "prompt_ids": torch.tensor([[5, 6]]),
+        "prompt_mask": torch.tensor([[1, 1]]),
+        "completion_ids": torch.tensor([[7]]),
+        "completion_mask": torch.tensor([[1]]),
+        "advantages": torch.tensor([0.5]),
+        "num_items_in_batch": torch.tensor(1),
+    }
+    b = {
+        "prompt_ids": torch.tensor([[4, 5, 6]]),
+        "prompt_mask": torch.tensor([[1, 1, 1]]),
+        "completion_ids": torch.tensor([[8, 9]]),
+        "completion_mask": torch.tensor([[1, 1]]),
+        "advantages": torch.tensor([-0.5]),
+        "num_items_in_batch": torch.tensor(2),
+    }
+    m = merge_batches([a, b], pad_token_id=0)
+    assert m["prompt_ids"].tolist() == [[0, 5, 6], [4, 5, 6]]
+    assert m["prompt_mask"].tolist() == [[0, 1, 1], [1, 1, 1]]
+    assert m["completion_ids"].tolist() == [[7, 0], [8, 9]]
+    assert m["completion_mask"].tolist() == [[1, 0], [1, 1]]
+    assert m["advantages"].tolist() == [0.5, -0.5]
+    with pytest.raises(NotImplementedError, match="pixel_values"):
+        merge_batches([{**a, "pixel_values": torch.zeros(1)}], 0)
+
+
+def test_first_action_prefix_is_the_shortest_prefix_holding_the_stop():
+    from srl_agent.train.grpo import first_action_prefix
+
+    pieces = ["<think>", "x", "</think>", "<function=bash>", "</func", "tion>", "\n", "<function=ls>"]
+    decode = lambda ids: "".join(pieces[i] for i in ids)  # noqa: E731
+    assert first_action_prefix(list(range(8)), decode) == [0, 1, 2, 3, 4, 5]
+    assert first_action_prefix([0, 1], decode) == [0, 1]
+
+
+def test_diagnosis_names_cause_and_remedy():
+    from srl_agent.train.grpo import diagnose_flat_groups
+
+    assert "srl train sft" in diagnose_flat_groups([-1.0] * 8, 1e-3)
+    assert "already learned" in diagnose_flat_groups([1.0] * 8, 1e-3)
+    assert "temperature" in diagnose_flat_groups([0.3] * 8, 1e-3)
+
+
+# -- GRPO (SRL) ------------------------------------------------------------------------------------
+
+
+def _scripted_generation(trainer, tok, plan):
+    """Replace generation: call k gives group j the answers plan[k][j] (one per generation)."""
+    calls = []
+
+    def fake(prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        k = len(calls)
+        calls.append(len(prompt_ids))
+        groups = plan[min(k, len(plan) - 1)]
+        texts = [t for j in range(len(prompt_ids) // num_generations) for t in groups[j % len(groups)]]
+        return [tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in texts], None
+
+    trainer._generate_single_turn = fake
+    return calls
+
+
+GOOD = format_answer("look", ToolCall(name="bash", arguments={"command": "ls"}))
+OTHER = format_answer("read", ToolCall(name="bash", arguments={"command": "cat README.rst and more text"}))
+BAD = "I will run ls."
+
+
+def test_grpo_step_drops_a_flat_group_and_refills_it(tiny, steps, tmp_path):
+    from srl_agent.train.srl import build_trainer
+
+    cfg = _srl_config(tiny, steps, tmp_path, dynamic_sampling={"max_refills": 2})
+    trainer, tok = build_trainer(cfg)
+    # round 1: group 0 all alike (flat -> dropped), group 1 good vs bad (spread); refill: spread
+    calls = _scripted_generation(trainer, tok, [[[BAD, BAD], [GOOD, BAD]], [[OTHER, BAD]]])
+    trainer.train()
+    assert calls == [4, 2]  # the refill generated exactly the one missing group
+    assert trainer.dropped_groups_total == 1 and trainer.refills_total == 1
+    assert trainer.state.global_step == 1
+    logged = trainer.state.log_history[0]
+    assert logged["dynamic_sampling/dropped_groups"] == 1 and math.isfinite(logged["loss"])
+
+
+def test_grpo_trains_on_what_it_kept_when_refills_run_out(tiny, steps, tmp_path):
+    from srl_agent.train.srl import build_trainer
+
+    cfg = _srl_config(tiny, steps, tmp_path, dynamic_sampling={"max_refills": 0})
+    trainer, tok = build_trainer(cfg)
+    _scripted_generation(trainer, tok, [[[GOOD, GOOD], [GOOD, BAD]]])
+    trainer.train()
+    assert trainer.state.global_step == 1 and trainer.dropped_groups_total == 1
+
+
+def test_grpo_with_the_real_reward_stops_when_every_group_scores_minus_one(tiny, steps, tmp_path):
+    from srl_agent.train.grpo import DynamicSamplingStall
+    from srl_agent.train.srl import build_trainer
+
+    cfg = _srl_config(tiny, steps, tmp_path, dynamic_sampling={"max_refills": 1})
+    trainer, _ = build_trainer(cfg)  # real generation by a random model: never a well-formed answer
+    with pytest.raises(DynamicSamplingStall) as err:
+        trainer.train()
+    msg = str(err.value)
+    assert "every group scored -1" in msg and "srl train sft" in msg
+    assert trainer.state.global_step == 0  # no loss-0 step was taken
+
+
+# -- SFT, checkpoints, resume, LoRA ------------------------------------------------------------------
+
+
+def test_sft_step_checkpoint_and_resume(tiny, steps, tmp_path):
+    from srl_agent.policy import TransformersPolicy
+    from srl_agent.train.common import TrainError
+    from srl_agent.train.sft import run_sft
+
+    cfg = SFTTrainConfig(
+        model=tiny,
+        dataset=steps,
+        output_dir=tmp_path / "sft",
+        max_steps=1,
+        batch_size=2,
+        save_steps=1,
+        report_to=[],
+    )
+    with pytest.raises(TrainError, match="no checkpoint"):
+        run_sft(cfg, resume=True)
+    out = run_sft(cfg)
+    assert (
+        (out / "checkpoint-1").is_dir()
+        and (out / "config.json").is_file()
+        and (out / "sft_config.yaml").is_file()
+    )
+    cfg.max_steps = 2
+    run_sft(cfg, resume=True)
+    assert (out / "checkpoint-2").is_dir()
+    state = (out / "checkpoint-2" / "trainer_state.json").read_text()
+    assert '"global_step": 2' in state
+    policy = TransformersPolicy.from_pretrained(str(out), device="cpu")  # the output is a policy
+    assert len(policy.generate([[{"role": "user", "content": "hi"}]], max_new_tokens=4)) == 1
+
+
+def test_sft_with_lora_saves_a_merged_model(tiny, steps, tmp_path):
+    from srl_agent.train.sft import run_sft
+
+    cfg = SFTTrainConfig(
+        model=tiny,
+        dataset=steps,
+        output_dir=tmp_path / "lora",
+        max_steps=1,
+        batch_size=2,
+        report_to=[],
+        lora={"enabled": True, "r": 4, "alpha": 8},
+    )
+    out = run_sft(cfg)
+    assert (out / "config.json").is_file() and not (out / "adapter_config.json").exists()
+
+
+# -- RLVR plumbing ---------------------------------------------------------------------------------
+
+
+def test_rlvr_step_with_a_fake_episode_runner(tiny, tmp_path):
+    from srl_agent.train.rlvr import EpisodeResult, run_rlvr
+
+    seen = []
+
+    def runner(tasks, trainer):
+        seen.append([t["instance_id"] for t in tasks])
+        tok = trainer.processing_class
+        out = []
+        for i, t in enumerate(tasks):
+            prompt = tok.apply_chat_template(t["prompt"], tokenize=False, add_generation_prompt=True)
+            ids = tok(prompt, add_special_tokens=False)["input_ids"]
+            answer = tok(GOOD, add_special_tokens=False)["input_ids"]
+            obs = tok("Observation: ok", add_special_tokens=False)["input_ids"]
+            out.append(
+                EpisodeResult(
+                    prompt_ids=ids,
+                    completion_ids=answer + obs + answer,
+                    env_mask=[1] * len(answer) + [0] * len(obs) + [1] * len(answer),
+                    resolved=i % 2 == 0,
+                )
+            )
+        return out
+
+    tasks = [
+        {"prompt": [{"role": "user", "content": f"fix bug {i}"}], "instance_id": f"t-{i}"} for i in range(4)
+    ]
+    cfg = RLVRTrainConfig(
+        model=tiny,
+        output_dir=tmp_path / "rlvr",
+        max_steps=1,
+        batch_size=2,
+        num_generations=2,
+        report_to=[],
+        max_completion_length=64,
+    )
+    run_rlvr(cfg, runner=runner, tasks=tasks)
+    assert len(seen) == 1 and len(seen[0]) == 4
+    assert seen[0][0] == seen[0][1]  # each task repeated num_generations times, consecutively
+
+
+# -- eval-steps --------------------------------------------------------------------------------------
+
+
+def test_eval_steps_expert_scores_one_and_a_random_model_scores_minus_one(tiny, steps):
+    from srl_agent.train.evaluate import evaluate_steps
+
+    expert = evaluate_steps(EvalStepsConfig(dataset=steps, backend="expert"), progress=False)
+    assert expert.n == 4 and expert.mean_reward == 1.0 and expert.format_error_rate == 0.0
+    assert expert.per_tool[0].tool == "bash"
+    rand = evaluate_steps(
+        EvalStepsConfig(model=tiny, dataset=steps, max_new_tokens=8, limit=2), progress=False
+    )
+    assert rand.n == 2 and rand.mean_reward == -1.0 and rand.format_error_rate == 1.0

@@ -1,0 +1,131 @@
+"""mini-swe-agent ``*.traj.json`` files (``trajectory_format: "mini-swe-agent-1"``).
+
+Each assistant message holds a THOUGHT and exactly one fenced ```` ```bash ```` block; the next user
+message is the command's output. Decisions:
+
+- An assistant message with zero or several bash blocks was rejected by mini-swe-agent (the next user
+  message is a format error): it is a **skipped step** (reason ``format_error``), never an action.
+- A command that timed out was still a well-formed action the expert chose: it is **kept** as a step
+  whose observation is the timeout notice, and counted in the notes (``timeout``).
+- The final ``echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT && git add -A && git diff --cached`` is
+  mini-swe-agent's way of submitting, so when it is the last action it becomes ``submit()`` (raw
+  command kept in ``raw_action``); this makes trajectories from every source end the same way and
+  matches the ``bash_only`` toolset (bash + submit). Anywhere else it stays a ``bash`` step.
+- ``resolved`` comes from ``<instance_id>.report.json`` beside the file when present.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from trajectories.importers.base import Ctx, Imported, SkippedStep, content_text, extract_issue, trajectory_id
+from trajectories.schema import Step, ToolCall, Trajectory
+
+FORMAT = "mini-swe-agent"
+SUBMIT_MARKER = "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
+_BASH_BLOCK = re.compile(r"```bash\s*\n(.*?)\n```", re.S)
+_THOUGHT_PREFIX = re.compile(r"^\s*THOUGHT:\s*")
+_TIMEOUT = re.compile(r"^The last command <command>.*?</command> timed out", re.S)
+
+
+def looks_like(data: Any) -> bool:
+    return isinstance(data, dict) and str(data.get("trajectory_format", "")).startswith("mini-swe-agent")
+
+
+def _thought(content: str, block: re.Match[str]) -> str:
+    before = _THOUGHT_PREFIX.sub("", content[: block.start()]).strip()
+    after = content[block.end() :].strip()
+    return f"{before}\n\n{after}" if after else before
+
+
+def read_report(path: Path) -> bool | None:
+    """``resolved`` from a SWE-bench report beside a trajectory (flat, or keyed by instance id)."""
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if isinstance(report, dict) and len(report) == 1 and isinstance(next(iter(report.values())), dict):
+        report = next(iter(report.values()))
+    value = report.get("resolved") if isinstance(report, dict) else None
+    return value if isinstance(value, bool) else None
+
+
+def load(data: Any, ctx: Ctx, stem: str, raw: bytes, report: Path | None = None) -> list[Imported]:
+    root = ctx.root(data).expect(dict)
+    messages = root.req("messages", list).items()
+    info = root.opt("info", dict)
+    instance_id = root.text("instance_id") or stem
+
+    problem = ""
+    pending: int | None = None  # message index of the action waiting for its output
+    actions: list[tuple[int, str, str]] = []  # (message index, thought, command)
+    observations: dict[int, str] = {}
+    skipped: list[SkippedStep] = []
+    notes: Counter[str] = Counter()
+    for i, msg in enumerate(messages):
+        role = msg.expect(dict).req("role", str).value
+        content = content_text(msg.opt("content"))
+        if role == "system":
+            continue
+        if role == "user":
+            if not problem and not actions and not skipped:
+                problem = extract_issue(content)
+            elif pending is not None:
+                observations[pending] = content
+                if _TIMEOUT.match(content):
+                    notes["timeout (kept as a step)"] += 1
+                pending = None
+            continue
+        if role != "assistant":
+            raise msg.fail(f"expected role 'system', 'user' or 'assistant', got {role!r}", "role")
+        blocks = list(_BASH_BLOCK.finditer(content))
+        if len(blocks) != 1:
+            skipped.append(SkippedStep(i, "format_error", f"{len(blocks)} bash blocks in one response"))
+            pending = None
+            continue
+        command = blocks[0].group(1).strip("\n")
+        actions.append((i, _thought(content, blocks[0]), command))
+        pending = i
+
+    steps: list[Step] = []
+    for n, (i, thought, command) in enumerate(actions):
+        is_last = n == len(actions) - 1
+        if is_last and SUBMIT_MARKER in command:
+            action, raw_action = ToolCall(name="submit"), command
+            notes["final echo COMPLETE_TASK... -> submit"] += 1
+        else:
+            action, raw_action = ToolCall(name="bash", arguments={"command": command}), None
+        steps.append(
+            Step(thought=thought, action=action, observation=observations.get(i, ""), raw_action=raw_action)
+        )
+    if not steps:
+        raise root.fail("empty trajectory: no assistant message with exactly one bash block", "messages")
+
+    metadata: dict[str, Any] = {"toolset": "bash_only"}
+    if info is not None:
+        cfg = info.opt("config", dict)
+        if cfg is not None:
+            model = cfg.opt("model", dict)
+            if model is not None and model.text("model_name"):
+                metadata["model"] = model.text("model_name")
+            env = cfg.opt("environment", dict)
+            if env is not None and env.text("image"):
+                metadata["image"] = env.text("image")
+        if info.text("mini_version"):
+            metadata["mini_version"] = info.text("mini_version")
+    trajectory = Trajectory(
+        instance_id=instance_id,
+        source_format=FORMAT,
+        trajectory_id=trajectory_id(instance_id, FORMAT, raw),
+        problem_statement=problem,
+        steps=steps,
+        final_patch=(info.text("submission") or None) if info is not None else None,
+        exit_status=(info.text("exit_status") or None) if info is not None else None,
+        resolved=read_report(report) if report is not None and report.exists() else None,
+        metadata=metadata,
+    )
+    return [Imported(trajectory, skipped, notes)]

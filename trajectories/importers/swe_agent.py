@@ -1,0 +1,185 @@
+"""SWE-agent ``.traj`` files, both layouts.
+
+- Old layout (no ``replay_config``, no tool calls): each ``trajectory[i].action`` is a raw command line.
+  SWE-agent commands (``edit 1:1\\n...\\nend_of_edit``, ``open "x" 10``, ``create f``, ``submit``, ...)
+  become a ToolCall named after the command with one argument ``args`` holding the raw text after the
+  command name; any other command line becomes ``bash(command=...)``. Toolset ``swe_agent_legacy``.
+- New layout (function calling): the assistant messages of ``history`` carry OpenAI ``tool_calls``;
+  the i-th non-demonstration tool call is step i. JSON arguments become text (numbers as their JSON
+  text), in the tool's declared parameter order. The raw command line is kept as ``raw_action``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from trajectories.importers.base import (
+    Ctx,
+    Imported,
+    Node,
+    content_text,
+    extract_issue,
+    trajectory_id,
+)
+from trajectories.schema import Step, ToolCall, Trajectory
+from trajectories.tools import LEGACY_COMMANDS, canonical_call, infer_toolset
+
+FORMAT = "swe-agent"
+_FIRST_WORD = re.compile(r"\S+")
+
+
+def looks_like(data: Any) -> bool:
+    return isinstance(data, dict) and "trajectory" in data and ("history" in data or "info" in data)
+
+
+def legacy_call(raw: str) -> ToolCall:
+    """A raw SWE-agent command line as a ToolCall (see the module docstring)."""
+    text = raw[:-1] if raw.endswith("\n") else raw
+    text = text.lstrip()
+    m = _FIRST_WORD.match(text)
+    if m and m.group(0) in LEGACY_COMMANDS:
+        rest = text[m.end() :].lstrip(" \t")
+        return ToolCall(name=m.group(0), arguments={"args": rest} if rest else {})
+    return ToolCall(name="bash", arguments={"command": text})
+
+
+def _tool_call_args(call: Node) -> tuple[str, dict[str, Any]]:
+    fn = call.req("function", dict)
+    name = fn.req("name", str).value
+    raw = fn.opt("arguments", (str, dict))
+    if raw is None:
+        return name, {}
+    if isinstance(raw.value, dict):
+        return name, raw.value
+    try:
+        args = json.loads(raw.value) if raw.value.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise raw.fail(
+            f"expected a JSON object string, got invalid JSON ({exc.msg} at char {exc.pos})"
+        ) from None
+    if not isinstance(args, dict):
+        raise raw.fail(f"expected a JSON object string, got JSON {type(args).__name__}")
+    return name, args
+
+
+def tool_call_to_action(call: Node) -> ToolCall:
+    name, args = _tool_call_args(call)
+    try:
+        return canonical_call(name, args)
+    except ValueError as exc:
+        raise call.fail(f"invalid tool call {name!r}: {exc}") from None
+
+
+def _problem_statement(root: Node, history: list[Node]) -> str:
+    rc = _replay_config(root)
+    if rc is not None:
+        ps = rc.opt("problem_statement", dict)
+        if ps is not None and ps.text("text"):
+            return ps.text("text")
+    for msg in history:
+        if msg.text("role") == "user" and not msg.value.get("is_demo"):
+            return extract_issue(content_text(msg.opt("content")))
+    return ""
+
+
+def _replay_config(root: Node) -> Node | None:
+    rc = root.opt("replay_config", (dict, str))
+    if rc is None or isinstance(rc.value, dict):
+        return rc
+    try:
+        return Node(json.loads(rc.value), rc.path, rc.ctx).expect(dict)
+    except json.JSONDecodeError as exc:
+        raise rc.fail(f"expected a JSON object (or its JSON text), got invalid JSON: {exc.msg}") from None
+
+
+def load(data: Any, ctx: Ctx, stem: str, raw: bytes) -> list[Imported]:
+    root = ctx.root(data).expect(dict)
+    steps_in = root.req("trajectory", list).items()
+    history = root.opt("history", list)
+    history_items = history.items() if history is not None else []
+    info = root.opt("info", dict)
+    rc = _replay_config(root)
+
+    calls = [
+        m
+        for m in history_items
+        if m.expect(dict).text("role") == "assistant"
+        and not m.value.get("is_demo")
+        and m.has("tool_calls")
+        and m.value["tool_calls"]
+    ]
+    layout = "function_calling" if calls else "old"
+    if calls and len(calls) != len(steps_in):
+        raise root.fail(
+            f"expected one history tool call per trajectory step, got {len(calls)} tool calls "
+            f"for {len(steps_in)} steps",
+            "history",
+        )
+
+    steps: list[Step] = []
+    for i, node in enumerate(steps_in):
+        node.expect(dict)
+        raw_action = node.req("action", str).value
+        if calls:
+            tcs = calls[i].req("tool_calls", list).items()
+            if len(tcs) != 1:
+                raise calls[i].fail(f"expected exactly one tool call per step, got {len(tcs)}", "tool_calls")
+            action = tool_call_to_action(tcs[0].expect(dict))
+        else:
+            action = legacy_call(raw_action)
+        et = node.opt("execution_time", (int, float))
+        steps.append(
+            Step(
+                thought=node.text("thought").strip(),
+                action=action,
+                observation=node.text("observation"),
+                raw_action=raw_action if raw_action != _plain(action) else None,
+                execution_time=float(et.value) if et is not None else None,
+            )
+        )
+    if not steps:
+        raise root.fail("empty trajectory: expected at least one step", "trajectory")
+
+    instance_id = stem
+    metadata: dict[str, Any] = {"layout": layout}
+    if rc is not None:
+        ps = rc.opt("problem_statement", dict)
+        if ps is not None and ps.text("id"):
+            instance_id = ps.text("id")
+        env = rc.opt("env", dict)
+        if env is not None:
+            dep = env.opt("deployment", dict)
+            if dep is not None and dep.text("image"):
+                metadata["image"] = dep.text("image")
+            repo = env.opt("repo", dict)
+            if repo is not None and repo.text("base_commit"):
+                metadata["base_commit"] = repo.text("base_commit")
+    metadata["toolset"] = (
+        "swe_agent_legacy" if layout == "old" else infer_toolset({s.action.name for s in steps})
+    )
+    if info is not None and info.opt("model_stats", dict) is not None:
+        metadata["model_stats"] = info.value["model_stats"]
+
+    traj = Trajectory(
+        instance_id=instance_id,
+        source_format=FORMAT,
+        trajectory_id=trajectory_id(instance_id, FORMAT, raw),
+        problem_statement=_problem_statement(root, history_items),
+        steps=steps,
+        final_patch=info.text("submission") or None if info is not None else None,
+        exit_status=info.text("exit_status") or None if info is not None else None,
+        metadata=metadata,
+    )
+    return [Imported(traj)]
+
+
+def _plain(action: ToolCall) -> str | None:
+    """The raw command line an action would have had, to decide whether `raw_action` adds anything."""
+    if action.name == "bash":
+        return action.arguments.get("command")
+    if set(action.arguments) <= {"args"}:
+        rest = action.arguments.get("args", "")
+        return f"{action.name} {rest}" if rest else action.name
+    return None
