@@ -41,6 +41,11 @@ def tokenizer_path(tmp: Path) -> tuple[str, str]:
     """(path or name, description) of a real fast tokenizer, built locally when none is cached."""
     from huggingface_hub import try_to_load_from_cache
 
+    from srl_agent.models import default_model_dir
+
+    local = default_model_dir() / "tokenizer.json"  # the project's default policy (SmolLM2-135M-Instruct)
+    if local.is_file():
+        return str(local), f"SmolLM2-135M-Instruct's byte-level BPE (vocab 49,152; {local.parent.name} cache)"
     for name in ("HuggingFaceTB/SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-360M-Instruct"):
         cached = try_to_load_from_cache(name, "tokenizer.json")
         if isinstance(cached, str):
@@ -154,6 +159,36 @@ def naive_build(files: list[Path], out: Path, tok_path: str, max_obs_tokens: int
     return len(rows)
 
 
+class RssSampler:
+    """Peak anonymous and file-backed resident memory of this process, sampled every 50 ms.
+
+    Peak RSS alone overstates what the build holds: pages of memory-mapped Arrow files count in it but
+    are page cache the kernel can drop.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak = {"RssAnon": 0, "RssFile": 0}
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._done.wait(0.05):
+            with open("/proc/self/status") as f:
+                for line in f:
+                    key = line.split(":", 1)[0]
+                    if key in self.peak:
+                        self.peak[key] = max(self.peak[key], int(line.split()[1]))  # kB
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
 def _cpu() -> float:
     """CPU seconds (user + system) of this process and its finished children."""
     t = os.times()
@@ -182,6 +217,8 @@ def main() -> None:
         raw_mb = sum(p.stat().st_size for p in raw.iterdir()) / 2**20
         files = sorted(raw.iterdir())
 
+        sampler = RssSampler()
+        sampler.start()
         t0, c0 = time.perf_counter(), _cpu()
         dd = build_dataset(
             [raw],
@@ -194,6 +231,7 @@ def main() -> None:
             num_proc=args.num_proc,
         )
         t_full, cpu_full = time.perf_counter() - t0, _cpu() - c0
+        sampler.stop()
         built = len(dd["train"]) + len(dd["validation"])
         assert built == n_inst, (built, n_inst)
         out_mb = sum(p.stat().st_size for p in (work / "ds").rglob("*") if p.is_file()) / 2**20
@@ -242,8 +280,9 @@ def main() -> None:
         f"- full set: {t_full:.1f} s wall for {built:,} instances (target: 134k in <= 120 s), "
         f"{cpu_full:.0f} CPU-s = {cpu_full / args.num_proc:.1f} s on {args.num_proc} uncontended cores; "
         f"load average during the run {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
-        f"- peak RSS: main process {rss_parent:,.0f} MiB, largest worker {rss_child:,.0f} MiB; "
-        f"data set on disk {out_mb:,.0f} MiB",
+        f"- peak RSS: main process {rss_parent:,.0f} MiB (sampled peaks: {sampler.peak['RssAnon'] / 1024:,.0f} MiB "
+        f"anonymous, {sampler.peak['RssFile'] / 1024:,.0f} MiB file-backed pages of the memory-mapped Arrow "
+        f"files), largest worker {rss_child:,.0f} MiB; data set on disk {out_mb:,.0f} MiB",
     ]
     text = "\n".join(md)
     print(text)

@@ -80,8 +80,11 @@ def main() -> None:
         start = time.perf_counter() - t
         results["vllm"] = {**_measure(vl, prompts, args, tok), "engine_start_s": start}
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    from _common import machine
+
+    print(f"\nmachine: {machine()}")
     print(
-        f"\nmodel={args.model} prompts={len(prompts)} x n={args.n} prompt<={args.max_prompt_tokens} "
+        f"model={args.model} prompts={len(prompts)} x n={args.n} prompt<={args.max_prompt_tokens} "
         f"max_new_tokens={args.max_new_tokens}"
     )
     for name, r in results.items():

@@ -55,9 +55,9 @@ def main() -> None:
     from harness.replay import ReplayConfig, ReplayReport, load_task, load_trajectory, replay_steps
     from harness.sandbox import Sandbox, SandboxConfig
     from harness.tools import SCRIPT_TOOLS, ToolRuntime
+    from trajectories.bundled import bundled_dir
 
-    traj_path = "/work/shared/fixtures/swe-agent/marshmallow-code__marshmallow-1867.function_calling.traj"
-    traj = load_trajectory(traj_path)
+    traj = load_trajectory(bundled_dir() / "marshmallow-code__marshmallow-1867.function_calling.traj")
     spec = load_task(traj.instance_id)
     client = get_client()
     image = ensure_instance_image(spec, client=client)

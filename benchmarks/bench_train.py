@@ -140,9 +140,19 @@ def main() -> None:
             t0 = time.perf_counter()
             results[mode] = fn(args, dataset, variant == "lora", tmp / mode)
             results[mode]["wall_s"] = time.perf_counter() - t0
+            rss_now = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+            print(  # right away: a later mode may run out of memory
+                f"RESULT {mode}: "
+                + " ".join(f"{k}={v:.2f}" for k, v in results[mode].items())
+                + f" peak_rss_so_far={rss_now:.2f}GB",
+                flush=True,
+            )
         rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    from _common import machine
+
+    print(f"\nmachine: {machine()}")
     print(
-        f"\nmodel={args.model} prompt<={args.max_prompt_tokens} completion<={args.max_completion} "
+        f"model={args.model} prompt<={args.max_prompt_tokens} completion<={args.max_completion} "
         f"batch={args.batch_size} generations={args.generations} steps={args.steps} (first = warm-up)"
     )
     for mode, r in results.items():

@@ -47,8 +47,11 @@ def replay(
         traj = load_trajectory(trajectory, task)
         spec = load_task(task or traj.instance_id, tasks, repos)
     except (ValueError, KeyError, OSError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        console.print(f"[red]error:[/red] {message}", highlight=False)
         raise typer.Exit(2) from None
+    if task and task != traj.instance_id:
+        console.print(f"[yellow]note:[/yellow] replaying {traj.instance_id} in task {task}", highlight=False)
     config = ReplayConfig(
         threshold=threshold,
         step_timeout=step_timeout,
@@ -138,5 +141,13 @@ def print_report(report, console, verbose: bool = False) -> None:
     if report.grading:
         resolved += f" ({report.grading.get('status')})"
     summary.add_row("resolved", resolved)
+    for kind, tests in ((report.grading or {}).get("tests_status") or {}).items():
+        ok, bad = tests.get("success", []), tests.get("failure", [])
+        if not ok and not bad:
+            continue
+        line = f"{len(ok)}/{len(ok) + len(bad)} pass"
+        if bad:
+            line += "; failing: " + ", ".join(bad[:3]) + (" ..." if len(bad) > 3 else "")
+        summary.add_row(kind, line)
     summary.add_row("time", f"{report.wall_time:.1f} s (replay {report.replay_time:.1f} s)")
     console.print(summary)

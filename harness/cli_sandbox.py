@@ -171,10 +171,14 @@ def sandbox_exec(
 
 
 @sandbox_app.command("gc")
-def sandbox_gc() -> None:
-    """Remove every leftover container labelled srl-swe."""
+def sandbox_gc(
+    all_: bool = typer.Option(
+        False, "--all", help="Also remove containers whose owner process is still running."
+    ),
+) -> None:
+    """Remove leftover containers labelled srl-swe (those whose owner process has ended)."""
     try:
-        n = gc()
+        n = gc(all=all_)
     except DockerUnavailable as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None

@@ -51,11 +51,32 @@ def read_predictions(path: Path) -> list[Prediction]:
 def _load_rows(dataset: Path, split: str) -> list[dict[str, Any]]:
     cols = ["trajectory_id", "instance_id", "step", "expert_action", "tool"]
     if dataset.is_file():
-        rows = [json.loads(line) for line in dataset.read_text().splitlines() if line.strip()]
-        return [{k: r[k] for k in cols} for r in rows]
+        rows = []
+        for n, line in enumerate(dataset.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise typer.BadParameter(
+                    f"{dataset}:{n}: invalid JSON: {exc.msg}", param_hint="--dataset"
+                ) from None
+            missing = [k for k in cols if not isinstance(r, dict) or k not in r]
+            if missing:
+                raise typer.BadParameter(
+                    f"{dataset}:{n}: missing column(s) {', '.join(missing)} (expected a `srl data build` export)",
+                    param_hint="--dataset",
+                )
+            rows.append({k: r[k] for k in cols})
+        return rows
     from datasets import DatasetDict, load_from_disk
 
-    ds = load_from_disk(str(dataset))
+    try:
+        ds = load_from_disk(str(dataset))
+    except FileNotFoundError:
+        raise typer.BadParameter(
+            f"{dataset} is not a data set directory written by `srl data build`", param_hint="--dataset"
+        ) from None
     if isinstance(ds, DatasetDict):
         if split not in ds:
             raise typer.BadParameter(
@@ -107,10 +128,14 @@ def score_predictions(rows: list[dict[str, Any]], predictions: list[Prediction],
 
 def score(
     dataset: Path = typer.Option(
-        ..., "--dataset", help="Step-wise data set dir (`srl data build`) or its JSONL export."
+        ..., "--dataset", exists=True, help="Step-wise data set dir (`srl data build`) or its JSONL export."
     ),
     predictions: Path = typer.Option(
-        ..., "--predictions", help="JSONL of {trajectory_id|instance_id, step, prediction}."
+        ...,
+        "--predictions",
+        exists=True,
+        dir_okay=False,
+        help="JSONL of {trajectory_id|instance_id, step, prediction}.",
     ),
     split: str = typer.Option("validation", "--split", help="Split of the data set to score against."),
     mode: str = typer.Option(
@@ -139,8 +164,11 @@ def score(
         console.print(table)
         console.print(f"format-error rate: {summary['format_error_rate']:.2%}")
         if summary["unmatched"]:
+            hint = " (predictions for another split? see --split)" if not summary["n_scored"] else ""
             console.print(
-                f"[yellow]{len(summary['unmatched'])} predictions match no step: {summary['unmatched'][:5]}"
+                f"[yellow]{len(summary['unmatched'])} predictions match no step{hint}: "
+                f"{', '.join(summary['unmatched'][:5])}{' ...' if len(summary['unmatched']) > 5 else ''}",
+                highlight=False,
             )
     if summary["unmatched"]:
         raise typer.Exit(1)

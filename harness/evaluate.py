@@ -1,8 +1,9 @@
 """Patch evaluation: apply a candidate patch in a task's sandbox, run its tests, grade, report.
 
 The core is :func:`run_instance` (one task, one patch -> `InstanceReport`), shared with task
-validation. It costs one container and four round trips: copy the patches in, one exec that applies
-the patch and the test patch, one exec that runs the test command, one read of the JUnit file.
+validation. It costs one container and two round trips: one exec that writes the patches (inside the
+command), applies the patch and the test patch and, when they apply, runs the test command; and one
+read of the JUnit file. The time spent preparing counts against the test timeout.
 
 1. The candidate patch (CRLF normalised, newline-terminated) is tried with ``git apply``, then
    ``git apply --3way``, then ``patch --fuzz`` (dry run first, so it never half-applies), then, when
@@ -117,7 +118,8 @@ attempt() {{ local name=$1; shift
   echo ">>>>> attempt: $name"
   if "$@" 2>&1; then echo ">>>>> applied with: $name"; return 0; fi
   echo ">>>>> $name failed"; restore "${{CAND[@]}}"; return 1; }}
-fuzz() {{ patch --batch --forward --fuzz=3 -p1 --no-backup-if-mismatch -r - --dry-run -i "$1" >/dev/null 2>&1 &&
+fuzz() {{ local out; out=$(patch --batch --forward --fuzz=3 -p1 --no-backup-if-mismatch -r - --dry-run -i "$1" 2>&1) ||
+  {{ printf '%s\n' "$out"; return 1; }}
   patch --batch --forward --fuzz=3 -p1 --no-backup-if-mismatch -r - -i "$1"; }}
 if [ -s "$D/model.patch" ]; then
   attempt "git apply" git apply --verbose --whitespace=nowarn "$D/model.patch" ||
@@ -295,31 +297,45 @@ def _run_in_sandbox(
     try:
         if on_sandbox is not None:
             on_sandbox(sb)
-        # the files travel inside the command (base64): no extra round trips to the daemon
+        # one round trip: the files travel inside the command (base64); the preparation's log and exit
+        # status, then the test output, then the JUnit file (base64) follow each other separated by
+        # markers with a random token (the patch cannot print them ahead of time); the tests run only
+        # when the repository is ready, and the command's exit status is theirs
         writes = " && ".join(
             f"echo {base64.b64encode(text.encode()).decode()} | base64 -d > {workdir}/{name}"
             for name, text in payload.items()
         )
-        prep = sb.exec(
-            f"mkdir -p {workdir} && {writes} && bash {workdir}/prepare.sh", timeout=min(timeout, 300.0)
+        prepared, results = f">>>>> prepared {token}", f">>>>> junit {token}"
+        command = (
+            f"mkdir -p {workdir} && {writes} && bash {workdir}/prepare.sh > {workdir}/prepare.log 2>&1; "
+            f"__rc=$?; echo $__rc > {workdir}/prepare.rc; cat {workdir}/prepare.log; "
+            f'echo "{prepared} $__rc"; '
+            f"if [ $__rc -eq 0 ]; then {build_test_command(spec, junit_path)}; __rc=$?; "
+            f"echo; echo '{results}'; base64 -w0 {junit_path} 2>/dev/null; echo; fi; (exit $__rc)"
         )
-        log.append(prep.output.rstrip("\n"))
-        applied = _APPLIED_RE.search(prep.output)
+        res = sb.exec(command, timeout=timeout)
+        prep_out, prep_rc, test_out = _split_prepared(res.output, prepared)
+        test_out, junit_text = _split_junit(test_out, results)
+        if prep_rc is None and res.restarted:
+            # a limit killed the whole shell session (and its output): the files still tell
+            prep_out, prep_rc = _read_prepared(sb, workdir)
+            test_out = res.output
+        log.append(prep_out.rstrip("\n"))
+        applied = _APPLIED_RE.search(prep_out)
         report.apply_method = applied.group(1) if applied else None
-        if prep.exit_code == _EXIT_PATCH_FAILED:
+        if prep_rc == _EXIT_PATCH_FAILED:
             report.status = "patch_failed"
             return {}
         report.patch_successfully_applied = applied is not None
-        if prep.exit_code == _EXIT_TEST_PATCH_FAILED:
+        if prep_rc == _EXIT_TEST_PATCH_FAILED:
             report.error = "the task's test patch does not apply on top of the candidate patch"
             return {}
-        if prep.exit_code != 0 or prep.timed_out:
-            report.error = f"preparing the repository failed (exit {prep.exit_code})"
+        if prep_rc != 0:
+            why = "timed out" if res.timed_out else f"exit {res.exit_code if prep_rc is None else prep_rc}"
+            report.error = f"preparing the repository failed ({why})"
             return {}
-        command = build_test_command(spec, junit_path)
         log.append(f">>>>> running: {spec.test_command()}  (limit {timeout:g} s)")
-        res = sb.exec(command, timeout=timeout)
-        files[TEST_OUTPUT] = res.output
+        files[TEST_OUTPUT] = test_out
         report.timed_out = res.timed_out
         report.test_exit_code = None if res.timed_out else res.exit_code
         log.append(
@@ -327,14 +343,45 @@ def _run_in_sandbox(
             + (", timed out" if res.timed_out else "")
             + (f", limit hit: {res.limit}" if res.limit else "")
         )
-        junit_text: bytes | None = None
-        try:
-            junit_text = sb.read_file(junit_path)
-        except (FileNotFoundError, IsADirectoryError):
-            junit_text = None
+        if junit_text is None:  # not in the output (cut by the output limit, or a restarted session)
+            try:
+                junit_text = sb.read_file(junit_path)
+            except (FileNotFoundError, IsADirectoryError):
+                junit_text = None
+        elif not junit_text:
+            junit_text = None  # the file was not written
     finally:
         (release or _close)(sb)
     return _grade(spec, report, files, log, junit_text)
+
+
+def _split_prepared(output: str, marker: str) -> tuple[str, int | None, str]:
+    """(preparation log, its exit status or None when the marker is missing, test output)."""
+    prep_out, found, rest = output.partition(marker + " ")
+    if not found:
+        return output, None, ""
+    rc_text, _, test_out = rest.partition("\n")
+    return prep_out, int(rc_text) if rc_text.strip().isdigit() else None, test_out
+
+
+def _split_junit(test_out: str, marker: str) -> tuple[str, bytes | None]:
+    """(test output, the JUnit file's bytes: b"" when it was not written, None when not in the output)."""
+    head, found, tail = test_out.rpartition(f"\n{marker}\n")
+    if not found:
+        return test_out, None
+    try:
+        return head, base64.b64decode(tail.strip(), validate=True)
+    except ValueError:
+        return head, None
+
+
+def _read_prepared(sb: Any, workdir: str) -> tuple[str, int | None]:
+    try:
+        log = sb.read_file(f"{workdir}/prepare.log").decode("utf-8", "replace")
+        rc = sb.read_file(f"{workdir}/prepare.rc").decode().strip()
+    except (FileNotFoundError, IsADirectoryError):
+        return "", None
+    return log, int(rc) if rc.isdigit() else None
 
 
 def _close(sb: Any) -> None:
@@ -530,26 +577,40 @@ def _finished(job: Job) -> InstanceReport | None:
     return report
 
 
-def summarize(reports: list[InstanceReport], model: str, run_id: str) -> dict[str, Any]:
-    """SWE-bench-style summary: counts and id lists per status."""
+def summarize(
+    reports: list[InstanceReport], model: str, run_id: str, submitted: list[str] | None = None
+) -> dict[str, Any]:
+    """SWE-bench-style run summary (its keys, plus counts and id lists for our other statuses).
+
+    ``submitted`` are the instance ids the run was asked to evaluate (default: those reported); one
+    without a report (an interrupted run) is listed in ``incomplete_ids`` and counts as not resolved.
+    """
     by_status: dict[str, list[str]] = {s: [] for s in STATUS_ORDER}
     for r in sorted(reports, key=lambda r: r.instance_id):
         by_status[r.status].append(r.instance_id)
-    total = len(reports)
-    completed = len(by_status["resolved"]) + len(by_status["unresolved"])
+    reported = {r.instance_id for r in reports}
+    submitted_ids = sorted(set(submitted if submitted is not None else reported) | reported)
+    completed = sorted(by_status["resolved"] + by_status["unresolved"])
+    total = len(submitted_ids)
     return {
         "run_id": run_id,
         "model_name_or_path": model,
         "total_instances": total,
-        "completed_instances": completed,
+        "submitted_instances": total,
+        "completed_instances": len(completed),
         "resolved_instances": len(by_status["resolved"]),
         "unresolved_instances": len(by_status["unresolved"]),
         "empty_patch_instances": len(by_status["empty_patch"]),
         "patch_failed_instances": len(by_status["patch_failed"]),
         "timeout_instances": len(by_status["timeout"]),
         "error_instances": len(by_status["error"]),
+        "incomplete_instances": total - len(reported),
         "resolved_rate": round(len(by_status["resolved"]) / total, 4) if total else 0.0,
+        "submitted_ids": submitted_ids,
+        "completed_ids": completed,
+        "incomplete_ids": [i for i in submitted_ids if i not in reported],
         **{f"{status}_ids": ids for status, ids in by_status.items()},
+        "schema_version": 2,
     }
 
 
@@ -636,14 +697,19 @@ def _run_pool(
 
 
 def remove_stale_sandboxes(client: docker.DockerClient, run_id: str) -> int:
-    """Remove this run id's evaluation containers left by a process that no longer exists (a killed
-    earlier run); returns how many."""
+    """Remove this run id's evaluation containers left by a process of this host that no longer exists
+    (a killed earlier run); returns how many. Containers another host started are left alone."""
+    import socket
+
     from harness.docker_env import LABEL
 
     removed = 0
     flt = {"label": [f"{LABEL}.kind=evaluate", f"{LABEL}.run_id={run_id}"]}
     for container in client.containers.list(all=True, filters=flt):
-        pid = (container.labels or {}).get(f"{LABEL}.pid", "")
+        labels = container.labels or {}
+        if labels.get(f"{LABEL}.host", socket.gethostname()) != socket.gethostname():
+            continue
+        pid = labels.get(f"{LABEL}.pid", "")
         if pid.isdigit() and _alive(int(pid)):
             continue
         try:
@@ -774,8 +840,8 @@ def _write_summaries(
             entry[1].append(finished[key])
     summaries = {}
     for model_dir, (model, reports) in models.items():
-        summary = summarize(reports, model, run_id)
-        summary["submitted_instances"] = sum(1 for j in jobs if j.prediction.model_dir == model_dir)
+        submitted = [j.prediction.instance_id for j in jobs if j.prediction.model_dir == model_dir]
+        summary = summarize(reports, model, run_id, submitted)
         atomic_write(run_dir / model_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
         summaries[model_dir] = summary
     return summaries

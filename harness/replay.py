@@ -299,7 +299,7 @@ def replay_task(
     started = time.perf_counter()
     report = ReplayReport(
         instance_id=spec.instance_id,
-        trajectory_id=(traj.metadata or {}).get("trajectory_id"),
+        trajectory_id=traj.trajectory_id,
         source_format=traj.source_format,
         recorded_workdir=config.recorded_workdir or infer_recorded_workdir(traj),
         threshold=config.threshold,
@@ -354,13 +354,17 @@ def replay_task(
 
 
 def load_trajectory(path: str | Path, instance_id: str | None = None) -> Trajectory:
-    """The trajectory in `path` (for `instance_id` when the file holds several)."""
+    """The trajectory in `path`; when the file holds several, the one for `instance_id` (else the first).
+
+    A file with a single trajectory gives that trajectory whatever `instance_id` says, so a recording
+    can be replayed in a task of another name.
+    """
     from trajectories.importers import load_trajectories
 
     trajs = load_trajectories([Path(path)])
     if not trajs:
         raise ValueError(f"{path}: no trajectory found")
-    if instance_id is None:
+    if instance_id is None or len(trajs) == 1:
         return trajs[0]
     for t in trajs:
         if t.instance_id == instance_id:

@@ -31,7 +31,7 @@ import docker
 from docker.errors import APIError, ImageNotFound, NotFound
 from pydantic import BaseModel, ConfigDict, Field
 
-from harness.docker_env import get_client, labels
+from harness.docker_env import LABEL, get_client, labels
 
 Limit = Literal["timeout", "oom", "pids", "output"]
 
@@ -392,7 +392,7 @@ class Sandbox:
             command=["sleep", "infinity"],
             detach=True,
             init=True,
-            labels=labels(pid=str(os.getpid()), **cfg.extra_labels),
+            labels=labels(pid=str(os.getpid()), host=socket.gethostname(), **cfg.extra_labels),
             nano_cpus=int(cfg.cpus * 1e9),
             mem_limit=mem,
             memswap_limit=mem,
@@ -404,15 +404,23 @@ class Sandbox:
             environment=cfg.env or None,
             user="root",
         )
+        # registered as soon as it exists (so nothing leaks), started outside the lock (so sandboxes
+        # of other threads start in parallel: starting takes the daemon a few hundred ms)
         with _LIVE_LOCK:
             try:
-                self.container = self.client.containers.run(**kwargs)
+                self.container = self.client.containers.create(**kwargs)
             except APIError as exc:
                 raise SandboxError(
                     f"could not start a sandbox from {cfg.image!r}: {exc.explanation or exc}"
                 ) from exc
             _LIVE[self.container.id] = self
         try:
+            try:
+                self.container.start()
+            except APIError as exc:
+                raise SandboxError(
+                    f"could not start a sandbox from {cfg.image!r}: {exc.explanation or exc}"
+                ) from exc
             self.session = ShellSession(
                 self.client, self.container.id, user, cfg.workdir, cfg.env, cfg.output_limit
             )
@@ -609,11 +617,29 @@ class Sandbox:
         return img.id
 
 
-def gc(client: docker.DockerClient | None = None) -> int:
-    """Remove every container labelled srl-swe; returns how many."""
+def _owner_alive(c: dict) -> bool:
+    """Whether the process that started container `c` still runs on this host (same host name)."""
+    lab = c.get("Labels") or {}
+    pid, host = lab.get(f"{LABEL}.pid"), lab.get(f"{LABEL}.host")
+    if not pid or not pid.isdigit() or host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def gc(client: docker.DockerClient | None = None, *, all: bool = False) -> int:
+    """Remove leftover containers labelled srl-swe: those whose owner process is gone (or every one
+    with `all=True`); returns how many."""
     client = client or get_client()
     n = 0
-    for c in client.api.containers(all=True, filters={"label": "srl-swe"}):
+    for c in client.api.containers(all=True, filters={"label": LABEL}):
+        if not all and c.get("State") == "running" and _owner_alive(c):
+            continue
         try:
             client.api.remove_container(c["Id"], force=True)
             n += 1

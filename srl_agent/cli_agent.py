@@ -112,7 +112,10 @@ def train_rlvr(
     output_dir: Path | None = _OUT,
     max_steps: int | None = _STEPS,
     tasks: str | None = typer.Option(
-        None, "--tasks", "-t", help="Task source (pack, dir, task file, SWE-bench JSON/JSONL); default examples."
+        None,
+        "--tasks",
+        "-t",
+        help="Task source (pack, dir, task file, SWE-bench JSON/JSONL); default examples.",
     ),
     instance_ids: list[str] | None = typer.Option(
         None, "--instance-id", "-i", help="Train on this task only. Repeatable."
@@ -121,14 +124,24 @@ def train_rlvr(
     """RLVR: GRPO over whole sandboxed episodes, rewarded by the task's tests (after SRL)."""
     try:
         from srl_agent.train.config import RLVRTrainConfig, load_config
+        from srl_agent.train.grpo import DynamicSamplingStall
         from srl_agent.train.rlvr import run_rlvr
 
         cfg = load_config(
-            RLVRTrainConfig, config, _overrides(
-                sets, output_dir=output_dir, max_steps=max_steps, tasks=tasks, instance_ids=instance_ids or None
+            RLVRTrainConfig,
+            config,
+            _overrides(
+                sets,
+                output_dir=output_dir,
+                max_steps=max_steps,
+                tasks=tasks,
+                instance_ids=instance_ids or None,
             ),
         )
         run_rlvr(cfg, init_from=init_from, resume=resume)
+    except DynamicSamplingStall as exc:
+        typer.secho(f"training stopped: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=3) from None
     except _known_errors() as exc:
         raise _fail(exc) from None
 
@@ -185,9 +198,16 @@ def eval_steps(
     Console().print(table)
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, panel: str | None = None) -> None:
     """Mount the learning commands on the root app."""
-    app.add_typer(train_app, name="train", help="Train a policy: SFT warm-up, SRL (step reward), RLVR.")
-    app.command("eval-steps", help="Mean step reward and format-error rate on held-out steps, per tool.")(
-        eval_steps
+    app.add_typer(
+        train_app,
+        name="train",
+        help="Train a policy: SFT warm-up, SRL (step reward), RLVR.",
+        rich_help_panel=panel,
     )
+    app.command(
+        "eval-steps",
+        help="Mean step reward and format-error rate on held-out steps, per tool.",
+        rich_help_panel=panel,
+    )(eval_steps)

@@ -31,7 +31,7 @@ from harness.evaluate import (
 )
 from harness.grading import InstanceReport
 
-FIXTURES = Path("/work/shared/fixtures")
+FIXTURES = Path(__file__).parent / "fixtures"
 MARSHMALLOW = "marshmallow-code__marshmallow-1867"
 CACHETOOLS = "tkem__cachetools-387"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -167,6 +167,25 @@ def test_crlf_patch_is_normalized(repo: Path) -> None:
     patch = "\r\n" + _diff_against_old(repo, 3, git_style=True).replace("\n", "\r\n")
     rc, out = _prepare(repo, patch, orig=patch)
     assert rc == 0 and ">>>>> applied with: git apply\n" in out
+    assert "line 3 fixed\n" in (repo / "a.txt").read_text()  # LF file, LF result: no stray CR
+
+
+def test_crlf_patch_of_a_crlf_file_applies_with_its_original_bytes(tmp_path: Path) -> None:
+    """When the file itself has CRLF line endings, the normalised patch cannot match; the original does."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "win.txt").write_bytes(b"one\r\ntwo\r\nthree\r\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "crlf")
+    patch = (
+        "diff --git a/win.txt b/win.txt\n--- a/win.txt\n+++ b/win.txt\n@@ -1,3 +1,3 @@\n"
+        " one\r\n-two\r\n+TWO\r\n three\r\n"
+    )
+    rc, out = _prepare(repo, patch, orig=patch)
+    assert rc == 0, out
+    assert ">>>>> applied with: git apply (original line endings)" in out
+    assert (repo / "win.txt").read_bytes() == b"one\r\nTWO\r\nthree\r\n"
 
 
 def test_unappliable_patch_leaves_tree_clean(repo: Path) -> None:
@@ -222,6 +241,46 @@ def test_test_patch_failure_has_its_own_exit(repo: Path) -> None:
     )
     rc, out = _prepare(repo, _diff_against_old(repo, 3, git_style=True), bad_test)
     assert rc == ev._EXIT_TEST_PATCH_FAILED, out
+
+
+# ----------------------------------------------------------------- one exec: splitting its output
+
+TOKEN = "0123456789abcdef01234567"
+
+
+def test_split_prepared_and_junit_take_only_the_markers_with_the_token() -> None:
+    import base64
+
+    xml = b'<testsuite><testcase classname="t" name="test_a"/></testsuite>'
+    output = (
+        ">>>>> attempt: git apply\n>>>>> applied with: git apply\n"
+        f">>>>> prepared {TOKEN} 0\n"
+        # the tests print look-alike markers with another token: they stay test output
+        ">>>>> prepared ffff 0\n>>>>> junit ffff\nPGZha2U+\nPASSED t.py::test_a"
+        f"\n>>>>> junit {TOKEN}\n{base64.b64encode(xml).decode()}\n"
+    )
+    prep, rc, rest = ev._split_prepared(output, f">>>>> prepared {TOKEN}")
+    assert rc == 0 and prep.endswith("applied with: git apply\n")
+    tests, junit = ev._split_junit(rest, f">>>>> junit {TOKEN}")
+    assert tests == ">>>>> prepared ffff 0\n>>>>> junit ffff\nPGZha2U+\nPASSED t.py::test_a"
+    assert junit == xml
+    # no JUnit file written: an empty block; no block at all (cut from the output): None
+    assert ev._split_junit(f"out\n>>>>> junit {TOKEN}\n\n", f">>>>> junit {TOKEN}") == ("out", b"")
+    assert ev._split_junit("out", f">>>>> junit {TOKEN}") == ("out", None)
+    assert ev._split_prepared("killed early", f">>>>> prepared {TOKEN}") == ("killed early", None, "")
+    assert ev._split_prepared(f"x\n>>>>> prepared {TOKEN} 10\n", f">>>>> prepared {TOKEN}")[1] == 10
+
+
+def test_summary_of_an_interrupted_run_lists_what_did_not_run() -> None:
+    done = [
+        InstanceReport(instance_id="a", model_name_or_path="m", status="resolved", resolved=True),
+        InstanceReport(instance_id="b", model_name_or_path="m", status="patch_failed"),
+    ]
+    summary = ev.summarize(done, "m", "r", submitted=["a", "b", "c"])
+    assert summary["total_instances"] == summary["submitted_instances"] == 3
+    assert summary["completed_ids"] == ["a"] and summary["incomplete_ids"] == ["c"]
+    assert summary["patch_failed_ids"] == ["b"] and summary["resolved_rate"] == round(1 / 3, 4)
+    assert summary["schema_version"] == 2
 
 
 # --------------------------------------------------------------------------- files, resume, summary
@@ -305,21 +364,38 @@ def test_empty_patch_needs_no_sandbox() -> None:
 # ------------------------------------------------------------------------------- CLI input errors
 
 
+_OK_LINE = '{"instance_id": "tkem__cachetools-387", "model_name_or_path": "m", "model_patch": ""}\n'
+
+
 @pytest.mark.parametrize(
     ("content", "suffix", "expected"),
     [
-        ('[\n  {"instance_id": "x",\n', ".json", "preds.json:3: invalid JSON"),
-        (
+        pytest.param('[\n  {"instance_id": "x",\n', ".json", "preds.json:3: invalid JSON", id="bad-json"),
+        pytest.param(
+            _OK_LINE + '{"instance_id": "tkem__cachetools-387" "model_patch": ""}\n',
+            ".jsonl",
+            "preds.jsonl:2: invalid JSON: Expecting ',' delimiter",
+            id="bad-jsonl-line",
+        ),
+        pytest.param(
             '{"instance_id": "tkem__cachetools-387", "model_patch": ""}\n',
             ".jsonl",
             "preds.jsonl:1: field 'model_name_or_path' is missing",
+            id="missing-field",
         ),
-        (
-            '{"instance_id": "tkem__cachetools-387", "model_name_or_path": "m", "model_patch": ""}\n'
-            '{"instance_id": "nope__nope-1", "model_name_or_path": "m", "model_patch": ""}\n',
+        pytest.param(
+            '[\n  {"model_name_or_path": "m",\n   "model_patch": ""}\n]\n',
+            ".json",
+            "preds.json:2: field 'instance_id' is missing",
+            id="missing-instance-id",
+        ),
+        pytest.param(
+            _OK_LINE + '{"instance_id": "nope__nope-1", "model_name_or_path": "m", "model_patch": ""}\n',
             ".jsonl",
             "preds.jsonl:2: unknown instance_id 'nope__nope-1'",
+            id="unknown-instance",
         ),
+        pytest.param(_OK_LINE + _OK_LINE, ".jsonl", "preds.jsonl:2: duplicate instance_id", id="duplicate"),
     ],
 )
 def test_cli_malformed_predictions(tmp_path: Path, content: str, suffix: str, expected: str) -> None:
@@ -417,7 +493,7 @@ def test_gold_patches_resolve_every_bundled_task(docker_client, tmp_path: Path) 
 @pytest.mark.docker
 def test_empty_and_wrong_patches_do_not_resolve(docker_client, tmp_path: Path) -> None:
     """The wrong patch is SWE-agent's real CRLF submission for marshmallow-1867 (rounds instead of floors)."""
-    traj = json.loads((FIXTURES / "swe-agent" / f"{MARSHMALLOW}.function_calling.traj").read_text())
+    traj = json.loads((FIXTURES / "trajectories" / "swe-agent" / f"{MARSHMALLOW}.function_calling.traj").read_text())
     wrong = traj["info"]["submission"]
     assert "\r\n" in wrong
     preds = _preds(tmp_path, [(MARSHMALLOW, wrong), (CACHETOOLS, "")])
@@ -431,15 +507,39 @@ def test_empty_and_wrong_patches_do_not_resolve(docker_client, tmp_path: Path) -
 
 
 @pytest.mark.docker
+def test_crlf_gold_patch_resolves(docker_client, tmp_path: Path) -> None:
+    """Some recorded agent submissions have CRLF line endings: normalised, they apply and resolve."""
+    spec = _task(CACHETOOLS)
+    crlf = spec.patch.replace("\n", "\r\n")
+    report = ev.run_instance(spec, crlf, model="m", client=docker_client, log_dir=tmp_path / "out")
+    assert report.status == "resolved" and report.apply_method == "git apply", report
+    assert (tmp_path / "out" / "patch.diff").read_bytes() == crlf.encode()  # the submission, as given
+
+
+@pytest.mark.docker
 def test_unappliable_patch_is_patch_failed(docker_client, tmp_path: Path) -> None:
     bad = (
         "diff --git a/src/cachetools/__init__.py b/src/cachetools/__init__.py\n--- a/src/cachetools/__init__.py\n"
         "+++ b/src/cachetools/__init__.py\n@@ -1,3 +1,3 @@\n this line\n-is not\n+in the file\n"
     )
-    report = ev.run_instance(
-        _task(CACHETOOLS), bad, model="m", client=docker_client, log_dir=tmp_path / "out"
+    shells: list[int | None] = []
+
+    def release(sb) -> None:  # noqa: ANN001
+        shells.append(sb.session.pid)  # the same shell: a failed preparation does not end the session
+        sb.close()
+
+    outcome = ev.evaluate_instance(
+        _task(CACHETOOLS),
+        bad,
+        model="m",
+        client=docker_client,
+        on_sandbox=lambda sb: shells.append(sb.session.pid),
+        release=release,
     )
+    write_outcome(outcome, tmp_path / "out")
+    report = outcome.report
     assert report.status == "patch_failed" and not report.patch_successfully_applied and not report.resolved
+    assert len(shells) == 2 and shells[0] == shells[1] and shells[0] is not None
     log = (tmp_path / "out" / "eval.log").read_text()
     for method in ("git apply", "git apply --3way", "patch --fuzz"):
         assert f">>>>> attempt: {method}\n" in log
@@ -578,7 +678,7 @@ def test_resume_after_sigkill(docker_client, tmp_path: Path) -> None:
 @pytest.mark.ray
 def test_ray_backend_matches_process_pool(docker_client, tmp_path: Path) -> None:
     ray = pytest.importorskip("ray")
-    traj = json.loads((FIXTURES / "swe-agent" / f"{MARSHMALLOW}.function_calling.traj").read_text())
+    traj = json.loads((FIXTURES / "trajectories" / "swe-agent" / f"{MARSHMALLOW}.function_calling.traj").read_text())
     preds = _preds(
         tmp_path, [(MARSHMALLOW, traj["info"]["submission"]), (CACHETOOLS, _task(CACHETOOLS).patch)]
     )

@@ -155,7 +155,7 @@ def test_mini_swe_agent(path: Path) -> None:
 def test_mini_swe_agent_format_error_and_timeout_are_reported() -> None:
     imp = _one(FIX / "mini-swe-agent" / "psf__requests-2317.traj.json")
     assert [s.reason for s in imp.skipped] == ["format_error"]
-    assert imp.notes["timeout (kept as a step)"] == 1
+    assert imp.notes["timed-out step kept"] == 1
     timed_out = [s for s in imp.trajectory.steps if s.observation.startswith("The last command <command>")]
     assert len(timed_out) == 1 and timed_out[0].action.arguments["command"] == "python3 test_requests.py"
 
@@ -337,8 +337,11 @@ def _err(tmp_path: Path, name: str, content: str, fmt: str | None = None) -> Tra
 
 def test_truncated_json(tmp_path: Path) -> None:
     text = (FIX / "swe-agent" / "pydicom__pydicom-1458.traj").read_text()
-    err = _err(tmp_path, "cut.traj", text[: len(text) // 2])
-    assert "invalid JSON" in err.message and "line" in err.message
+    cut = text[: len(text) // 2]
+    err = _err(tmp_path, "cut.traj", cut)
+    line = cut.count("\n") + 1  # where the text ends is where the parser gives up
+    assert re.fullmatch(rf"invalid JSON: [A-Z][^()]* \(line {line}, column \d+\)", err.message), err.message
+    assert str(err).startswith(f"{tmp_path / 'cut.traj'}: <root>: invalid JSON: ")
 
 
 def test_wrong_type_names_json_path(tmp_path: Path) -> None:
@@ -424,3 +427,43 @@ def test_json_steps_count_matches_regex_count() -> None:
         if m["role"] == "assistant"
     ]
     assert blocks.count(1) == 32 and len(blocks) == 33
+
+
+def test_cli_import_reports_skipped_steps_and_totals(tmp_path: Path) -> None:
+    """Skipped steps are counted per file and in the total line, never dropped silently."""
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(FIX / "mini-swe-agent" / "psf__requests-2317.traj.json", src)
+    shutil.copy(FIX / "openhands" / "multi_swe_bench_output.jsonl", src)
+    expected_skipped = sum(len(r.skipped) for r in import_paths([src]))
+    assert expected_skipped == 1 + 2
+    res = CliRunner().invoke(
+        app, ["traj", "import", str(src), "--out", str(tmp_path / "out")], env={"COLUMNS": "200"}
+    )
+    assert res.exit_code == 0, res.output
+    assert "1 format_error" in res.output and "2 agent_error" in res.output
+    assert f"{1 + 3} trajectories, {32 + 103} steps, {expected_skipped} skipped steps written" in res.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "multi_swe_bench_output.jsonl",
+        "psf__requests-2317.jsonl",
+    ]
+
+
+def test_cli_import_of_a_directory_without_trajectories_fails(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("no trajectories here")
+    res = CliRunner().invoke(app, ["traj", "import", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2
+    assert "no trajectory files" in res.output and not (tmp_path / "out").exists()
+
+
+def test_cli_show_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.traj"
+    bad.write_text('{"trajectory": [{"action": "ls"}, {"action": null}], "info": {}}')
+    runner = CliRunner(env={"COLUMNS": "250"})
+    res = runner.invoke(app, ["traj", "show", str(bad)])
+    assert res.exit_code == 2 and f"{bad}: trajectory[1].action: expected a string, got null" in res.output
+    good = FIX / "swe-agent" / "marshmallow-code__marshmallow-1867.function_calling.traj"
+    res = runner.invoke(app, ["traj", "show", str(good), "--step", "11"])
+    assert res.exit_code == 2 and "step 11 out of range 0..10" in res.output
+    res = runner.invoke(app, ["traj", "show", str(good), "--step", "5"])
+    assert res.exit_code == 0 and 'recorded as: open "src/marshmallow/fields.py" 1474' in res.output

@@ -26,10 +26,17 @@ from harness.replay import (
 from harness.tools import ToolRuntime
 from trajectories.schema import Step, ToolCall, Trajectory
 
-FIXTURES = Path("/work/shared/fixtures")
+FIXTURES = Path(__file__).parent / "fixtures" / "trajectories"
 MARSHMALLOW_TRAJ = FIXTURES / "swe-agent" / "marshmallow-code__marshmallow-1867.function_calling.traj"
 PYDICOM_TRAJ = FIXTURES / "swe-agent" / "pydicom__pydicom-1458.traj"
-MARSHMALLOW_BUNDLE = FIXTURES / "repos" / "marshmallow-code__marshmallow.bundle"
+MARSHMALLOW_BUNDLE = (
+    Path(__file__).parents[1]
+    / "envs"
+    / "tasks"
+    / "examples"
+    / "repos"
+    / "marshmallow-code__marshmallow.bundle"
+)
 MARSHMALLOW_BASE = "bfd2593d4b416122e30cdefe0c72d322ef471611"
 F2P = "tests/test_serialization.py::TestFieldSerialization::test_timedelta_field"
 
@@ -63,6 +70,17 @@ def test_infer_recorded_workdir_from_fixtures() -> None:
     assert infer_recorded_workdir(load_trajectory(MARSHMALLOW_TRAJ)) == "/testbed"
     bare = Trajectory(instance_id="x__y-1", source_format="t", metadata={"working_dir": "/repo/"})
     assert infer_recorded_workdir(bare) == "/repo"
+
+
+def test_load_trajectory_picks_by_instance_only_among_several(tmp_path: Path) -> None:
+    one = load_trajectory(MARSHMALLOW_TRAJ, "renamed-task-1")  # a single trajectory is used as is
+    assert one.instance_id == "marshmallow-code__marshmallow-1867"
+    many = FIXTURES / "openhands" / "multi_swe_bench_output.jsonl"
+    ids = [json.loads(line)["instance_id"] for line in many.read_text().splitlines()]
+    assert load_trajectory(many, ids[1]).instance_id == ids[1]
+    assert load_trajectory(many).instance_id == ids[0]
+    with pytest.raises(ValueError, match="no trajectory for 'nope-1'"):
+        load_trajectory(many, "nope-1")
 
 
 def test_patch_compare_crlf_and_header_whitespace() -> None:
@@ -233,6 +251,7 @@ def test_marshmallow_demonstration_replay_acceptance(docker_client) -> None:
     traj = load_trajectory(MARSHMALLOW_TRAJ)
     spec = load_task("marshmallow-code__marshmallow-1867")
     report = replay_task(traj, spec, ReplayConfig(), client=docker_client)
+    assert report.trajectory_id == traj.trajectory_id and report.instance_id == traj.instance_id
     assert report.n_steps == 11 and report.n_unsupported == 0 and report.n_executed == 11
     for s in report.steps:
         assert s.status in ("match", "layout"), (s.index, s.tool, s.similarity, s.observed[:300])

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 
+import docker
 import pytest
 
 from harness.sandbox import Sandbox, SandboxConfig, SandboxError
@@ -152,6 +153,28 @@ def test_commit_snapshot_is_reusable(sb, docker_client):
             assert sb2.exec("cat /tmp/marker").output == "snap\n"
     finally:
         docker_client.images.remove(image_id, force=True)
+
+
+def test_gc_removes_orphans_but_spares_sandboxes_in_use(sb, docker_client, base_image):
+    from harness.docker_env import labels
+    from harness.sandbox import gc
+
+    # an orphan: labelled like a sandbox whose owner process has ended
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = docker_client.containers.run(
+        base_image, ["sleep", "300"], detach=True, network_mode="none", init=True,
+        labels=labels(pid=dead.stdout.strip(), host=os.uname().nodename, test="gc"),
+    )
+    try:
+        assert gc(docker_client) >= 1
+        ids = {c["Id"] for c in _labelled(docker_client)}
+        assert orphan.id not in ids
+        assert sb.id in ids and sb.exec("echo still").output == "still\n"
+    finally:
+        try:
+            docker_client.api.remove_container(orphan.id, force=True)
+        except docker.errors.NotFound:
+            pass
 
 
 def test_unknown_image_says_how_to_build(docker_client):

@@ -146,3 +146,17 @@ def test_cli_score(tmp_path: Path) -> None:
     preds.write_text(json.dumps({"trajectory_id": "t1", "step": 0, "prediction": "x", "extra": 1}) + "\n")
     res = CliRunner().invoke(app, ["score", "--dataset", str(ds), "--predictions", str(preds)])
     assert res.exit_code != 0 and "extra" in res.output
+
+
+def test_cli_score_input_errors(tmp_path: Path) -> None:
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(json.dumps({"trajectory_id": "t1", "step": 0, "prediction": answer(LS)}) + "\n")
+    not_a_dataset = tmp_path / "traj.jsonl"
+    not_a_dataset.write_text(json.dumps({"instance_id": "i1", "steps": []}) + "\n")
+    runner = CliRunner(env={"COLUMNS": "250"})  # error boxes on one line
+    res = runner.invoke(app, ["score", "--dataset", str(not_a_dataset), "--predictions", str(preds)])
+    assert res.exit_code == 2 and "missing column(s)" in res.output
+    res = runner.invoke(app, ["score", "--dataset", str(tmp_path), "--predictions", str(preds)])
+    assert res.exit_code == 2 and "not a data set directory" in res.output
+    res = runner.invoke(app, ["score", "--dataset", str(not_a_dataset), "--predictions", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "does not exist" in res.output

@@ -258,3 +258,40 @@ def test_cli_data_build(tmp_path: Path, tokenizer_file: Path) -> None:
         r["expert_action"] == render_action(parse_answer(r["completion"][0]["content"])[1])
         for r in dd["train"]
     )
+
+
+def test_build_refuses_to_replace_a_directory_that_is_not_a_data_set(tmp_path: Path) -> None:
+    src = FIX / "swe-agent"
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("precious")
+    with pytest.raises(FileExistsError, match="refusing to replace"):
+        build_dataset([src], keep, num_proc=1)
+    assert (keep / "notes.txt").read_text() == "precious"
+    res = CliRunner().invoke(app, ["data", "build", "--trajectories", str(src), "--out", str(keep)])
+    assert res.exit_code == 2 and "refusing to replace" in res.output
+    assert (keep / "notes.txt").exists()
+    first = build_dataset([src], tmp_path / "ds", val_fraction=0.0, num_proc=1)  # a data set is rebuilt
+    again = build_dataset([FIX / "swe-agent" / "pydicom__pydicom-1458.traj"], tmp_path / "ds", num_proc=1)
+    assert len(first["train"]) == 11 + 12 and len(again["train"]) + len(again["validation"]) == 12
+
+
+def test_bad_val_fraction_fails_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="val_fraction"):
+        build_dataset([tmp_path / "does-not-exist"], tmp_path / "ds", val_fraction=1.0)
+
+
+def test_cli_data_show(tmp_path: Path) -> None:
+    dd = build_dataset([FIX / "swe-agent"], tmp_path / "ds", val_fraction=0.0, num_proc=1)
+    assert len(dd["validation"]) == 0 and list(dd["validation"].features) == list(COLUMNS)
+    runner = CliRunner(env={"COLUMNS": "250"})  # error boxes on one line
+    res = runner.invoke(app, ["data", "show", str(tmp_path / "ds"), "--row", "1"])
+    assert res.exit_code == 0, res.output
+    assert "===== system =====" in res.output and "===== assistant =====" in res.output
+    assert '"step": 1' in res.output
+    res = runner.invoke(app, ["data", "show", str(tmp_path / "ds"), "--split", "test"])
+    assert res.exit_code == 2 and "no split 'test'" in res.output
+    res = runner.invoke(app, ["data", "show", str(tmp_path / "ds"), "--row", "999"])
+    assert res.exit_code == 2 and "out of range" in res.output
+    res = runner.invoke(app, ["data", "show", str(tmp_path / "nope")])
+    assert res.exit_code == 2 and "not a data set" in res.output

@@ -20,7 +20,7 @@ from harness.tools import sandbox_tools as st
 from harness.tools.runtime import SCRIPT_PATH
 from trajectories.schema import ToolCall
 
-FIXTURES = Path("/work/shared/fixtures")
+FIXTURES = Path(__file__).parent / "fixtures" / "trajectories"
 MARSHMALLOW_TRAJ = FIXTURES / "swe-agent" / "marshmallow-code__marshmallow-1867.function_calling.traj"
 
 

@@ -35,26 +35,34 @@ def import_(
     from rich.console import Console
     from rich.table import Table
 
-    from trajectories.importers import FORMATS, import_file, stem_of
+    from trajectories.importers import FORMATS, SUFFIXES, import_file, stem_of
     from trajectories.importers import find_files as _find
 
     if fmt is not None and fmt not in FORMATS:
         raise typer.BadParameter(
             f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}", param_hint="--format"
         )
+    files = list(_find(paths))
+    if not files:
+        typer.echo(
+            f"error: no trajectory files ({', '.join('*' + s for s in SUFFIXES)}) in "
+            f"{', '.join(map(str, paths))}",
+            err=True,
+        )
+        raise typer.Exit(2)
     out.mkdir(parents=True, exist_ok=True)
     console = Console()
     table = Table(title="srl traj import")
     table.add_column("file", overflow="fold")
-    table.add_column("format")
-    table.add_column("trajs", justify="right")
-    table.add_column("steps", justify="right")
-    table.add_column("skipped steps (why)")
+    table.add_column("format", no_wrap=True)
+    table.add_column("trajs", justify="right", no_wrap=True)
+    table.add_column("steps", justify="right", no_wrap=True)
+    table.add_column("skipped (why)")
     table.add_column("notes / errors")
     used: set[str] = set()
     errors: list = []
     n_failed = n_traj = n_steps = n_skipped = 0
-    for f in _find(paths):
+    for f in files:
         report = import_file(f, fmt)
         if report.imported:
             dest = _out_name(out, stem_of(f), used)
@@ -65,12 +73,12 @@ def import_(
         notes: Counter[str] = Counter()
         for imp in report.imported:
             for key, v in imp.notes.items():
-                notes["ignored non-agent events" if key.startswith("ignored") else key] += v
+                notes["non-agent events ignored" if key.startswith("ignored") else key] += v
         n_traj += len(report.imported)
         n_steps += report.n_steps
         n_skipped += len(report.skipped)
         n_failed += not report.ok
-        msgs = [f"{k} x{v}" for k, v in notes.items()]
+        msgs = [f"{v} {k}" for k, v in notes.items()]
         msgs += [f"[red]{len(report.errors)} error(s), see below[/red]"] if report.errors else []
         errors += report.errors
         table.add_row(
@@ -78,7 +86,7 @@ def import_(
             report.format or "?",
             str(len(report.imported)),
             str(report.n_steps),
-            ", ".join(f"{k} x{v}" for k, v in skipped.items()) or "-",
+            "\n".join(f"{v} {k}" for k, v in skipped.items()) or "-",
             "\n".join(msgs) or "-",
         )
     console.print(table)
@@ -116,7 +124,7 @@ def show(
         for e in report.errors:
             typer.echo(f"error: {e}", err=True)
         if not report.imported:
-            raise typer.Exit(1)
+            raise typer.Exit(2)
     if not 0 <= index < len(report.imported):
         raise typer.BadParameter(f"{path} holds {len(report.imported)} trajectories", param_hint="--index")
     imp = report.imported[index]
@@ -143,9 +151,14 @@ def show(
         if not 0 <= k < len(t.steps):
             raise typer.BadParameter(f"step {k} out of range 0..{len(t.steps) - 1}", param_hint="--step")
         s = t.steps[k]
-        body = Group(
+        parts = [
             Text(cut(s.thought) or "(no thought)", style="italic"),
             Syntax(render_action(s.action), "xml", word_wrap=True),
+        ]
+        if s.raw_action is not None:
+            parts.append(Text(f"recorded as: {cut(s.raw_action)}", style="dim"))
+        body = Group(
+            *parts,
             Panel(Text(cut(s.observation) or "(no output)"), title="observation", border_style="dim"),
         )
         console.print(Panel(body, title=f"step {k} · {s.action.name}"))
@@ -157,30 +170,36 @@ def build(
         ..., "--trajectories", help="Dirs/files of trajectories (any format)."
     ),
     out: Path = typer.Option(..., "--out", help="Output directory of the DatasetDict (train/validation)."),
-    context_steps: int = typer.Option(2, "--context-steps", help="Last action/output rounds shown in full."),
+    context_steps: int = typer.Option(
+        2, "--context-steps", min=0, help="Last action/output rounds shown in full."
+    ),
     max_obs_tokens: int | None = typer.Option(
-        None, "--max-obs-tokens", help="Cut each output to this many tokens."
+        None, "--max-obs-tokens", min=1, help="Cut each output to this many tokens."
     ),
     tokenizer: str | None = typer.Option(
         None,
         "--tokenizer",
         help="tokenizer.json, model dir, or cached HF name (never downloaded); default chars/4.",
     ),
-    val_fraction: float = typer.Option(0.05, "--val-fraction", help="Share of trajectories for validation."),
+    val_fraction: float = typer.Option(
+        0.05, "--val-fraction", min=0.0, max=0.99, help="Share of trajectories for validation."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the trajectory-level split."),
-    num_proc: int = typer.Option(2, "--num-proc", help="Worker processes."),
+    num_proc: int = typer.Option(2, "--num-proc", min=1, help="Worker processes."),
     jsonl: bool = typer.Option(False, "--jsonl", help="Also write <split>.jsonl into OUT."),
     parquet: bool = typer.Option(False, "--parquet", help="Also write <split>.parquet into OUT."),
 ) -> None:
     """Expand trajectories into step-wise SRL instances (one per expert action)."""
     import time
 
+    from datasets.utils.logging import disable_progress_bar
     from rich.console import Console
     from rich.table import Table
 
     from trajectories.stepwise import build_dataset
     from trajectories.tokens import TokenizerNotFound
 
+    disable_progress_bar()  # the summary table says what was built
     start = time.perf_counter()
     try:
         dd = build_dataset(
@@ -193,9 +212,9 @@ def build(
             seed=seed,
             num_proc=num_proc,
         )
-    except (TokenizerNotFound, FileNotFoundError, ValueError) as exc:
+    except (TokenizerNotFound, FileNotFoundError, FileExistsError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(2) from None
     for name, ds in dd.items():
         if jsonl:
             ds.to_json(str(out / f"{name}.jsonl"), lines=True)
@@ -222,9 +241,22 @@ def data_show(
     row: int = typer.Option(0, "--row"),
 ) -> None:
     """Print one step-wise instance: prompt messages, expert completion, metadata."""
-    from datasets import load_from_disk
+    from datasets import DatasetDict, load_from_disk
 
-    r = load_from_disk(str(dataset))[split][row]
+    try:
+        dd = load_from_disk(str(dataset))
+    except FileNotFoundError as exc:
+        typer.echo(f"error: {dataset}: not a data set written by `srl data build` ({exc})", err=True)
+        raise typer.Exit(2) from None
+    if isinstance(dd, DatasetDict):
+        if split not in dd:
+            raise typer.BadParameter(
+                f"no split {split!r} in {dataset} (has {', '.join(dd)})", param_hint="--split"
+            )
+        dd = dd[split]
+    if not 0 <= row < len(dd):
+        raise typer.BadParameter(f"row {row} out of range 0..{len(dd) - 1}", param_hint="--row")
+    r = dd[row]
     for m in r["prompt"] + r["completion"]:
         typer.echo(f"===== {m['role']} =====\n{m['content']}")
     meta = {k: r[k] for k in ("instance_id", "trajectory_id", "step", "n_steps", "tool")}

@@ -165,6 +165,7 @@ def _write_shard(
 
 
 _BATCH_ROWS = 1000
+_SHARD_BYTES = 200 * 2**20
 
 
 def _shards(files: list[str], k: int) -> list[list[str]]:
@@ -193,12 +194,17 @@ def build_dataset(
     """
     from datasets import Dataset, DatasetDict, DatasetInfo, concatenate_datasets, load_from_disk
 
+    validation_ids([], val_fraction)  # a bad fraction fails before any work
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not (out / "dataset_dict.json").exists():
+        raise FileExistsError(
+            f"{out} exists and is not a data set written by `srl data build`; refusing to replace it"
+        )
     if tokenizer:
         ObservationTruncator.load(tokenizer)  # fail here, not in a worker, when it can't be found
     files = [str(f) for f in find_files(paths)]
     if not files:
         raise FileNotFoundError(f"no trajectory files under {', '.join(map(str, paths))}")
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     num_proc = max(1, min(num_proc, len(files)))
     shards = _shards(files, 4 * num_proc)
@@ -225,6 +231,9 @@ def build_dataset(
         if out.exists():
             shutil.rmtree(out)
         splits = DatasetDict({"train": ds.select(train_idx), "validation": ds.select(val_idx)})
-        splits.save_to_disk(str(out), max_shard_size="200MB")
+        # shards of <= ~200 MB; an empty split (val_fraction=0) still gets one, which `datasets` would
+        # otherwise write as zero shards that it cannot load back
+        shards = {k: max(1, min(len(v), int(v.data.nbytes / _SHARD_BYTES) + 1)) for k, v in splits.items()}
+        splits.save_to_disk(str(out), num_shards=shards)
         del ds, splits
     return load_from_disk(str(out))

@@ -86,12 +86,13 @@ class ObservationTruncator:
         head_n = max_tokens // 2
         tail_n = max_tokens - head_n
         for i, enc in zip(long, encodings, strict=True):
-            n = len(enc.offsets)
+            n = len(enc)
             if n <= max_tokens:
                 continue
             t = texts[i]
-            head_end = enc.offsets[head_n - 1][1] if head_n else 0
-            tail_start = enc.offsets[n - tail_n][0] if tail_n else len(t)
+            offsets = enc.offsets  # a new Python list on every access: read it once
+            head_end = offsets[head_n - 1][1] if head_n else 0
+            tail_start = offsets[n - tail_n][0] if tail_n else len(t)
             out[i] = f"{t[:head_end]}\n{truncation_marker(n - max_tokens)}\n{t[tail_start:]}"
         return out
 

@@ -52,12 +52,23 @@ def load_policy_model(model_ref: str, device: str) -> tuple[Any, Any]:
     return model, tok
 
 
+def _checkpointing_field() -> str:
+    """transformers >= 5.20 calls it ``activation_checkpointing``; older releases (and so the vllm extra,
+    which needs transformers < 5.20) only know ``gradient_checkpointing``."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+
+
 def training_args_common(config: _TrainCommon, device: str) -> dict[str, Any]:
     """The TrainingArguments fields every command sets the same way."""
     report_to = list(config.report_to) or ["none"]
     return dict(
         # TRL turns activation checkpointing on by default; off, a small model trains ~30% faster.
-        activation_checkpointing=config.gradient_checkpointing,
+        **{_checkpointing_field(): config.gradient_checkpointing},
         output_dir=str(config.output_dir),
         seed=config.seed,
         learning_rate=config.lr,

@@ -118,7 +118,6 @@ class RLVRTrainConfig(_TrainCommon):
     max_turns: int = Field(30, ge=1, description="agent steps per episode")
     episode_timeout_s: float = Field(600.0, gt=0)
     toolset: str = "bash_only"
-    context_steps: int = Field(2, ge=0)
     dynamic_sampling: DynamicSamplingOptions = Field(default_factory=DynamicSamplingOptions)
     use_vllm: bool = False
 

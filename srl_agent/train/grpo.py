@@ -17,7 +17,7 @@ cannot pass stop strings to ``generate``); the vLLM path stops there through ``g
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from trl import GRPOTrainer
@@ -42,10 +42,12 @@ class DynamicSamplingStall(RuntimeError):
     """Nearly every group has zero reward spread: there is nothing to learn from; stop, don't train on 0."""
 
 
-def diagnose_flat_groups(rewards: list[float], epsilon: float) -> str:
-    """Why every group scored flat, and what to do about it."""
+def diagnose_flat_groups(rewards: list[float], epsilon: float, stage: Literal["srl", "rlvr"] = "srl") -> str:
+    """Why every group scored flat, and what to do about it (SRL: step rewards; RLVR: episode outcomes)."""
     if not rewards:
         return "no completions were scored"
+    if stage == "rlvr":
+        return _diagnose_flat_episodes(rewards)
     if all(r <= -1.0 + 1e-9 for r in rewards):
         return (
             "every group scored -1: the model writes no well-formed answer "
@@ -61,6 +63,22 @@ def diagnose_flat_groups(rewards: list[float], epsilon: float) -> str:
     return (
         f"each group's completions scored (nearly) alike (std < epsilon={epsilon}): sampling gives no "
         "diversity. Raise temperature / top_p, raise num_generations, or lower dynamic_sampling.epsilon."
+    )
+
+
+def _diagnose_flat_episodes(rewards: list[float]) -> str:
+    if all(r <= -1.0 + 1e-9 for r in rewards):
+        return (
+            "every episode scored -1: each one ended on a malformed answer (the model does not write "
+            "<think>...</think> + one <function=...> block yet). Start RLVR from an SFT or SRL checkpoint "
+            "(`srl train rlvr --init-from runs/srl`), or raise max_completion_length if answers are cut off."
+        )
+    if all(r >= 1.0 - 1e-9 for r in rewards):
+        return "every episode resolved its task (reward 1): these tasks are learned; use harder ones."
+    return (
+        "within each task group every episode got the same outcome (e.g. none resolved its task): the "
+        "tasks are too hard for this model at this budget. Start from an SRL checkpoint (--init-from), "
+        "raise max_turns or num_generations, or train on easier tasks."
     )
 
 
@@ -121,9 +139,16 @@ def first_action_prefix(token_ids: list[int], decode: Any) -> list[int]:
 class SRLGRPOTrainer(GRPOTrainer):
     """TRL `GRPOTrainer` + dynamic sampling + stop at the end of the first action."""
 
-    def __init__(self, *args: Any, dynamic_sampling: DynamicSamplingOptions | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        dynamic_sampling: DynamicSamplingOptions | None = None,
+        stage: Literal["srl", "rlvr"] = "srl",
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.dynamic_sampling = dynamic_sampling or DynamicSamplingOptions()
+        self.stage = stage  # what the rewards mean, for the stall diagnosis
         seed = self.args.seed + 7919 * (1 + self.accelerator.process_index)
         self._refill_rng = random.Random(seed)
         self._last_rewards_per_func: torch.Tensor | None = None
@@ -217,7 +242,7 @@ class SRLGRPOTrainer(GRPOTrainer):
             raise DynamicSamplingStall(
                 f"dynamic sampling: {dropped} of {dropped + n_kept} prompt groups had no reward spread after "
                 f"{refills} refills (kept {n_kept}, need {opts.min_kept_groups}) at step {self.state.global_step}. "
-                + diagnose_flat_groups(seen, opts.epsilon)
+                + diagnose_flat_groups(seen, opts.epsilon, self.stage)
             )
         merged = merge_batches(kept, self._tokenizer.pad_token_id)
         if n_kept < target:  # refills exhausted: repeat kept groups so every step has the usual shape

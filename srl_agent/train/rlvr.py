@@ -116,7 +116,9 @@ def default_episodes(config: RLVRTrainConfig) -> tuple[EpisodeRunner, list[dict[
     if config.instance_ids:
         missing = [i for i in config.instance_ids if i not in specs]
         if missing:
-            raise TrainError(f"instance_ids: unknown task(s) {', '.join(missing)} in {config.tasks or 'examples'}")
+            raise TrainError(
+                f"instance_ids: unknown task(s) {', '.join(missing)} in {config.tasks or 'examples'}"
+            )
         specs = {i: specs[i] for i in config.instance_ids}
     if not specs:
         raise TrainError(f"tasks: no tasks in {config.tasks or 'the bundled examples pack'}")
@@ -181,9 +183,21 @@ def run_rlvr(
         callbacks=[progress_callback()],
         rollout_func=make_rollout_func(runner),
         dynamic_sampling=config.dynamic_sampling,
+        stage="rlvr",
     )
     quiet_default_printer(trainer)
-    trainer.train(resume_from_checkpoint=resume_from)
+    from srl_agent.train.grpo import DynamicSamplingStall
+
+    try:
+        trainer.train(resume_from_checkpoint=resume_from)
+    except DynamicSamplingStall:
+        if trainer.state.global_step > 0:  # keep what was learned before the stall
+            save_final(trainer, tok, config.output_dir, merge_lora=config.lora.enabled)
+            console.print(f"saved the model after {trainer.state.global_step} steps to {config.output_dir}")
+        raise
     out = save_final(trainer, tok, config.output_dir, merge_lora=config.lora.enabled)
-    console.print(f"[green]done[/]: {trainer.state.global_step} RLVR steps; model in {out}")
+    console.print(
+        f"[green]done[/]: {trainer.state.global_step} RLVR steps, {trainer.dropped_groups_total} task groups "
+        f"dropped by dynamic sampling; episodes in {Path(config.output_dir) / 'episodes'}; model in {out}"
+    )
     return out

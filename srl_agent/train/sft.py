@@ -85,18 +85,3 @@ def run_sft(config: SFTTrainConfig, *, init_from: str | None = None, resume: boo
     out = save_final(trainer, tok, config.output_dir, merge_lora=config.lora.enabled)
     console.print(f"[green]done[/]: {trainer.state.global_step} SFT steps; model in {out}")
     return out
-
-
-if __name__ == "__main__":  # `accelerate launch -m srl_agent.train.sft --config FILE [--set k=v ...]`
-    import argparse
-
-    from srl_agent.train.config import load_config, parse_overrides
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--config", type=Path)
-    parser.add_argument("--set", action="append", default=[], dest="overrides")
-    parser.add_argument("--init-from")
-    parser.add_argument("--resume", action="store_true")
-    ns = parser.parse_args()
-    cfg = load_config(SFTTrainConfig, ns.config, parse_overrides(ns.overrides))
-    run_sft(cfg, init_from=ns.init_from, resume=ns.resume)

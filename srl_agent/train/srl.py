@@ -1,8 +1,8 @@
 """`srl train srl`: GRPO over step-wise expert data with the step reward (the SRL stage).
 
 No KL term by default (``beta=0``: no reference model is loaded), dynamic sampling on (see
-`srl_agent.train.grpo`). Multi-GPU / multi-node: ``accelerate launch --config_file
-srl_agent/train/accelerate_multi_gpu.yaml -m srl_agent.train.srl --config srl.yaml``.
+`srl_agent.train.grpo`). Multi-GPU / multi-node: the same CLI under ``accelerate launch
+--config_file srl_agent/train/accelerate/multi_gpu.yaml -m srl_agent.cli train srl --config srl.yaml``.
 """
 
 from __future__ import annotations
@@ -120,18 +120,3 @@ def run_srl(config: SRLTrainConfig, *, init_from: str | None = None, resume: boo
         f"dynamic sampling, {trainer.refills_total} refills; model in {out}"
     )
     return out
-
-
-if __name__ == "__main__":  # `accelerate launch -m srl_agent.train.srl --config FILE [--set k=v ...]`
-    import argparse
-
-    from srl_agent.train.config import load_config, parse_overrides
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--config", type=Path)
-    parser.add_argument("--set", action="append", default=[], dest="overrides")
-    parser.add_argument("--init-from")
-    parser.add_argument("--resume", action="store_true")
-    ns = parser.parse_args()
-    cfg = load_config(SRLTrainConfig, ns.config, parse_overrides(ns.overrides))
-    run_srl(cfg, init_from=ns.init_from, resume=ns.resume)

@@ -133,7 +133,7 @@ class FileReport:
 
 
 def _json_error(ctx: Ctx, exc: json.JSONDecodeError) -> TrajectoryImportError:
-    return ctx.error("", f"invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})")
+    return ctx.error("", f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")
 
 
 def import_file(path: str | Path, fmt: str | None = None) -> FileReport:

@@ -77,7 +77,7 @@ def load(data: Any, ctx: Ctx, stem: str, raw: bytes, report: Path | None = None)
             elif pending is not None:
                 observations[pending] = content
                 if _TIMEOUT.match(content):
-                    notes["timeout (kept as a step)"] += 1
+                    notes["timed-out step kept"] += 1
                 pending = None
             continue
         if role != "assistant":
@@ -96,7 +96,7 @@ def load(data: Any, ctx: Ctx, stem: str, raw: bytes, report: Path | None = None)
         is_last = n == len(actions) - 1
         if is_last and SUBMIT_MARKER in command:
             action, raw_action = ToolCall(name="submit"), command
-            notes["final echo COMPLETE_TASK... -> submit"] += 1
+            notes["final echo -> submit()"] += 1
         else:
             action, raw_action = ToolCall(name="bash", arguments={"command": command}), None
         steps.append(

@@ -139,7 +139,7 @@ def load_events(
         thought = args.text("thought")
         if kind_s == "think":
             pending_thoughts.append(thought)
-            notes["think merged into the next thought"] += 1
+            notes["think merged into next step"] += 1
             continue
         if kind_s == "finish":
             thought = thought or args.text("final_thought")
