@@ -45,14 +45,14 @@ class DemoConfig(BaseModel):
     max_obs_tokens: int = 96
     max_prompt_tokens: int = 448
     max_new_tokens: int = 128
-    eval_steps: int = 12
+    eval_steps: int = 16
     sft_steps: int = 10
     sft_batch: int = 4
     sft_lr: float = 3e-4
-    srl_steps: int = 4
+    srl_steps: int = 6
     srl_batch: int = 2
     srl_generations: int = 4
-    srl_lr: float = 1e-5
+    srl_lr: float = 5e-5
     srl_temperature: float = 1.0
     srl_max_refills: int = 1
     lora: bool = True
@@ -323,6 +323,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                 "patch_lines": len(res.patch.splitlines()),
                 "trajectory": res.trajectory_path,
             }
+        for _name, policy, _toolset, _steps in runs:
+            if hasattr(policy, "close"):
+                policy.close()
         return results
 
     _stage(report, "agents", f"6/6 end to end on {cfg.task}: trained model vs scripted expert", agents)
@@ -405,6 +408,7 @@ def _plot(data: dict[str, Any], path: Path) -> None:
             label="SRL batch reward",
         )
     sft_hist = [h for h in st.get("sft", {}).get("history", []) if "loss" in h]
+    lines = list(ax2.get_lines())
     if sft_hist:
         ax3 = ax2.twinx()
         ax3.plot(
@@ -415,12 +419,13 @@ def _plot(data: dict[str, Any], path: Path) -> None:
             label="SFT loss",
         )
         ax3.set_ylabel("SFT loss")
+        lines += ax3.get_lines()
     ax2.set_xlabel("training step")
     ax2.set_ylabel("reward")
     ax2.set_title("training")
-    if hist:
-        ax2.legend(loc="upper left")
-    else:
+    if lines:
+        ax2.legend(lines, [ln.get_label() for ln in lines], loc="upper left")
+    if not hist:
         ax2.text(0.5, 0.5, "no SRL steps (see the report)", ha="center", va="center", transform=ax2.transAxes)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

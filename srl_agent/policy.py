@@ -162,6 +162,19 @@ class VLLMPolicy:
         engine_kwargs.setdefault("enforce_eager", True)
         self.llm = LLM(model=path, seed=seed, **engine_kwargs)
 
+    def close(self) -> None:
+        """Stop the engine's processes now (they would otherwise live until interpreter exit)."""
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is None:
+            return
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+        del llm
+        import gc
+
+        gc.collect()
+
     def generate(self, batch: list[Messages], **sampling: Any) -> list[str]:
         from vllm import SamplingParams as VSampling
 

@@ -11,6 +11,7 @@ trainer scores are exactly the tokens the policy saw when it generated. The outc
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -142,19 +143,27 @@ def model_generate(model: Any, tokenizer: Any, *, temperature: float, top_p: flo
 
 def make_episode_runner(specs: dict[str, TaskSpec], *, toolset: str, max_turns: int, max_completion_tokens: int,
                         temperature: float, top_p: float, top_k: int, max_new_tokens: int = 256,
-                        episode_timeout: float = 600.0, out_dir: Path | None = None, client: Any = None):
-    """An `EpisodeRunner` for `run_rlvr`: one sandboxed episode per task row, with the trainer's model."""
+                        episode_timeout: float = 600.0, out_dir: Path | None = None, client: Any = None,
+                        max_parallel: int = 2):
+    """An `EpisodeRunner` for `run_rlvr`: one sandboxed episode per task row, with the trainer's model.
+
+    Episodes run in a bounded pool of `max_parallel` sandboxes (threads: the model's forward passes and
+    the sandboxes' commands release the GIL); results keep the order of `tasks`."""
+    from concurrent.futures import ThreadPoolExecutor
 
     def runner(tasks: list[dict[str, Any]], trainer: Any) -> list[EpisodeResult]:
         model = trainer.accelerator.unwrap_model(trainer.model) if hasattr(trainer, "accelerator") else trainer.model
-        tok = trainer.processing_class
-        gen = model_generate(model, tok, temperature=temperature, top_p=top_p, top_k=top_k,
-                             max_new_tokens=max_new_tokens)
-        return [
-            play_chat_episode(specs[row["instance_id"]], gen, tok, toolset=toolset, max_turns=max_turns,
-                              max_completion_tokens=max_completion_tokens, timeout=episode_timeout,
-                              client=client, out_dir=out_dir)
-            for row in tasks
-        ]
+        shared_tok = trainer.processing_class
+
+        def play(row: dict[str, Any]) -> EpisodeResult:
+            tok = copy.deepcopy(shared_tok)  # fast tokenizers are not safe to share between threads
+            gen = model_generate(model, tok, temperature=temperature, top_p=top_p, top_k=top_k,
+                                 max_new_tokens=max_new_tokens)
+            return play_chat_episode(specs[row["instance_id"]], gen, tok, toolset=toolset, max_turns=max_turns,
+                                     max_completion_tokens=max_completion_tokens, timeout=episode_timeout,
+                                     client=client, out_dir=out_dir)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(tasks)))) as pool:
+            return list(pool.map(play, tasks))
 
     return runner

@@ -116,6 +116,7 @@ class RLVRTrainConfig(_TrainCommon):
     top_k: int = Field(0, ge=0)
     beta: float = Field(0.0, ge=0)
     max_turns: int = Field(30, ge=1, description="agent steps per episode")
+    max_parallel_episodes: int = Field(2, ge=1, description="sandboxes (episodes) running at once")
     episode_timeout_s: float = Field(600.0, gt=0)
     toolset: str = "bash_only"
     dynamic_sampling: DynamicSamplingOptions = Field(default_factory=DynamicSamplingOptions)

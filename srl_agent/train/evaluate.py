@@ -65,30 +65,45 @@ def summarize(model: str, split: str, rows: list[dict[str, Any]], seconds: float
 
 
 def evaluate_steps(config: EvalStepsConfig, *, policy: Any = None, progress: bool = True) -> EvalReport:
-    """Score `policy` (or one loaded from ``config.model`` / ``config.backend``) on a data set split."""
+    """Score `policy` (or one loaded from ``config.model`` / ``config.backend``) on a data set split.
+
+    A policy loaded here is closed before returning (a vLLM engine's processes end with it)."""
+    from srl_agent.models import set_offline
+    from srl_agent.policy import load_policy
+    from srl_agent.train.data import load_split
+
+    set_offline()
+    load_split(config.dataset, config.split)  # a bad data set fails before a model is loaded
+    owned = None
+    if policy is None and config.backend != "expert":
+        policy = owned = load_policy(config.model, backend=config.backend, batch_size=config.batch_size)
+    try:
+        return _evaluate(config, policy, progress)
+    finally:
+        if owned is not None and hasattr(owned, "close"):
+            owned.close()
+
+
+def _evaluate(config: EvalStepsConfig, policy: Any, progress: bool) -> EvalReport:
     import time
 
     from rich.progress import Progress
 
     from harness.scoring import step_reward
-    from srl_agent.models import load_tokenizer, set_offline
-    from srl_agent.policy import ScriptedPolicy, load_policy
+    from srl_agent.models import load_tokenizer
+    from srl_agent.policy import ScriptedPolicy
     from srl_agent.prompts import fit_prompt, prompt_token_count
     from srl_agent.train.data import load_split
     from trajectories.actions import ActionParseError, parse_answer
 
-    set_offline()
     ds = load_split(config.dataset, config.split)
     if config.limit:
         ds = ds.select(range(min(config.limit, len(ds))))
     rows = ds.to_list()
     name = config.model
-    if policy is None:
-        if config.backend == "expert":
-            policy = ScriptedPolicy(r["completion"][-1]["content"] for r in rows)
-            name = "expert"
-        else:
-            policy = load_policy(config.model, backend=config.backend, batch_size=config.batch_size)
+    if policy is None:  # backend "expert"
+        policy = ScriptedPolicy(r["completion"][-1]["content"] for r in rows)
+        name = "expert"
     tokenizer = getattr(policy, "tokenizer", None)
     if tokenizer is None and config.backend != "expert":
         tokenizer = load_tokenizer(config.model)

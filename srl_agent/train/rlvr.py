@@ -140,6 +140,7 @@ def default_episodes(config: RLVRTrainConfig) -> tuple[EpisodeRunner, list[dict[
         max_new_tokens=config.max_completion_length,
         episode_timeout=config.episode_timeout_s,
         out_dir=Path(config.output_dir) / "episodes",
+        max_parallel=config.max_parallel_episodes,
     )
     return runner, rows
 
