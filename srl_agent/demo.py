@@ -332,7 +332,10 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 
     report.data["total_seconds"] = round(time.monotonic() - started, 1)
     report.record("summary", time.monotonic() - started)
-    _plot(report.data, out / "reward_curve.png")
+    try:
+        _plot(report.data, out / "reward_curve.png")
+    except ImportError as exc:  # matplotlib comes with the train extra; an environment may lack it
+        console.print(f"[yellow]no plot:[/] {exc} (pip install matplotlib)")
     _summary_table(report.data)
     console.print(f"report: {out / 'report.json'}   plot: {out / 'reward_curve.png'}")
     return report.data
