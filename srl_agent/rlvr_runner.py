@@ -12,6 +12,7 @@ trainer scores are exactly the tokens the policy saw when it generated. The outc
 from __future__ import annotations
 
 import copy
+import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -69,6 +70,8 @@ def play_chat_episode(
     format_error = False
     patch = ""
     started = time.monotonic()
+    # episodes of one task run at once in the pool: every file an episode writes carries its own tag
+    tag = f"{int(time.time() * 1000)}-{secrets.token_hex(3)}"
     with task_sandbox(spec, image, step_timeout, client) as sb:
         tools = ToolRuntime(sb)
         submitted = False
@@ -105,14 +108,14 @@ def play_chat_episode(
     resolved: bool | None = None
     if grade and not format_error:
         report = run_instance(spec, patch or None, model="rlvr", client=client,
-                              log_dir=out_dir / "eval" if out_dir else None)
+                              log_dir=out_dir / "eval" / tag if out_dir else None)
         resolved = report.resolved
     traj.final_patch, traj.resolved = patch, resolved
     traj.exit_status = "format_error" if format_error else ("submitted" if patch else "no_patch")
     path = None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / f"{spec.instance_id}-{int(time.time() * 1000)}.srl.jsonl"
+        path = out_dir / f"{spec.instance_id}-{tag}.srl.jsonl"
         path.write_text(traj.model_dump_json() + "\n")
     cut = max_completion_tokens
     return EpisodeResult(prompt_ids=prompt_ids, completion_ids=completion[:cut], env_mask=mask[:cut],
