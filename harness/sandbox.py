@@ -600,9 +600,13 @@ class Sandbox:
         return host_dir / Path(path).name
 
     def diff(self, repo: str = "/testbed") -> str:
-        """`git diff` of everything changed in `repo` (new files included), without touching its index."""
+        """`git diff` of everything changed in `repo` against HEAD (new files included), without touching
+        its index. The temporary index starts from HEAD's tree with no stat data, so every file is hashed:
+        a copy of the real index would trust its cached stat data, and an edit that keeps a file's size
+        within the index's second ("racy git") would be missed."""
         cmd = (
-            f'cd {repo} && idx=$(mktemp) && {{ cp .git/index "$idx" 2>/dev/null || true; }} && '
+            f'cd {repo} && idx=$(mktemp) && rm -f "$idx" && '
+            '{ GIT_INDEX_FILE="$idx" git read-tree HEAD 2>/dev/null || true; } && '
             'GIT_INDEX_FILE="$idx" git add -A >/dev/null 2>&1 && '
             'GIT_INDEX_FILE="$idx" git diff --cached --binary; rc=$?; rm -f "$idx"; exit $rc'
         )
