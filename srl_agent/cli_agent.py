@@ -49,6 +49,25 @@ def _known_errors() -> tuple[type[Exception], ...]:
     return (ConfigError, DataError, TrainError, ModelNotFoundError)
 
 
+def _train(config_cls: str, run: str, config: Path | None, overrides: dict[str, Any], **kwargs: Any) -> None:
+    """Load the command's config (file + overrides) and run its trainer; errors become exit codes:
+    2 for bad input, 3 for a dynamic-sampling stop (with its cause and remedy)."""
+    import importlib
+
+    try:
+        from srl_agent.train import config as config_mod
+        from srl_agent.train.grpo import DynamicSamplingStall
+
+        module, _, func = run.rpartition(".")
+        cfg = config_mod.load_config(getattr(config_mod, config_cls), config, overrides)
+        getattr(importlib.import_module(module), func)(cfg, **kwargs)
+    except DynamicSamplingStall as exc:
+        typer.secho(f"training stopped: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=3) from None
+    except _known_errors() as exc:
+        raise _fail(exc) from None
+
+
 @train_app.command("sft")
 def train_sft(
     config: Path | None = _CONFIG,
@@ -60,18 +79,14 @@ def train_sft(
     max_steps: int | None = _STEPS,
 ) -> None:
     """Supervised fine-tuning on the expert's answers (baseline; warm-up before SRL)."""
-    try:
-        from srl_agent.train.config import SFTTrainConfig, load_config
-        from srl_agent.train.sft import run_sft
-
-        cfg = load_config(
-            SFTTrainConfig,
-            config,
-            _overrides(sets, dataset=dataset, output_dir=output_dir, max_steps=max_steps),
-        )
-        run_sft(cfg, init_from=init_from, resume=resume)
-    except _known_errors() as exc:
-        raise _fail(exc) from None
+    _train(
+        "SFTTrainConfig",
+        "srl_agent.train.sft.run_sft",
+        config,
+        _overrides(sets, dataset=dataset, output_dir=output_dir, max_steps=max_steps),
+        init_from=init_from,
+        resume=resume,
+    )
 
 
 @train_app.command("srl")
@@ -85,22 +100,14 @@ def train_srl(
     max_steps: int | None = _STEPS,
 ) -> None:
     """SRL: GRPO over expert steps with the step reward (no KL, dynamic sampling)."""
-    try:
-        from srl_agent.train.config import SRLTrainConfig, load_config
-        from srl_agent.train.grpo import DynamicSamplingStall
-        from srl_agent.train.srl import run_srl
-
-        cfg = load_config(
-            SRLTrainConfig,
-            config,
-            _overrides(sets, dataset=dataset, output_dir=output_dir, max_steps=max_steps),
-        )
-        run_srl(cfg, init_from=init_from, resume=resume)
-    except DynamicSamplingStall as exc:
-        typer.secho(f"training stopped: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=3) from None
-    except _known_errors() as exc:
-        raise _fail(exc) from None
+    _train(
+        "SRLTrainConfig",
+        "srl_agent.train.srl.run_srl",
+        config,
+        _overrides(sets, dataset=dataset, output_dir=output_dir, max_steps=max_steps),
+        init_from=init_from,
+        resume=resume,
+    )
 
 
 @train_app.command("rlvr")
@@ -122,28 +129,20 @@ def train_rlvr(
     ),
 ) -> None:
     """RLVR: GRPO over whole sandboxed episodes, rewarded by the task's tests (after SRL)."""
-    try:
-        from srl_agent.train.config import RLVRTrainConfig, load_config
-        from srl_agent.train.grpo import DynamicSamplingStall
-        from srl_agent.train.rlvr import run_rlvr
-
-        cfg = load_config(
-            RLVRTrainConfig,
-            config,
-            _overrides(
-                sets,
-                output_dir=output_dir,
-                max_steps=max_steps,
-                tasks=tasks,
-                instance_ids=instance_ids or None,
-            ),
-        )
-        run_rlvr(cfg, init_from=init_from, resume=resume)
-    except DynamicSamplingStall as exc:
-        typer.secho(f"training stopped: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=3) from None
-    except _known_errors() as exc:
-        raise _fail(exc) from None
+    _train(
+        "RLVRTrainConfig",
+        "srl_agent.train.rlvr.run_rlvr",
+        config,
+        _overrides(
+            sets,
+            output_dir=output_dir,
+            max_steps=max_steps,
+            tasks=tasks,
+            instance_ids=instance_ids or None,
+        ),
+        init_from=init_from,
+        resume=resume,
+    )
 
 
 def eval_steps(

@@ -151,6 +151,21 @@ def save_final(trainer: Any, tokenizer: Any, output_dir: Path, merge_lora: bool)
     return output_dir
 
 
+def train_and_save(trainer: Any, tokenizer: Any, config: _TrainCommon, resume_from: bool | None) -> Path:
+    """Train, then save the final model. On a dynamic-sampling stall the model is saved if any step was
+    taken (what was learned before the stall is kept) and the stall is raised again."""
+    from srl_agent.train.grpo import DynamicSamplingStall
+
+    try:
+        trainer.train(resume_from_checkpoint=resume_from)
+    except DynamicSamplingStall:
+        if trainer.state.global_step > 0:
+            save_final(trainer, tokenizer, config.output_dir, merge_lora=config.lora.enabled)
+            console.print(f"saved the model after {trainer.state.global_step} steps to {config.output_dir}")
+        raise
+    return save_final(trainer, tokenizer, config.output_dir, merge_lora=config.lora.enabled)
+
+
 def quiet_default_printer(trainer: Any) -> None:
     """Drop transformers' raw-dict printer: `progress_callback` prints the readable line."""
     from transformers.trainer_callback import PrinterCallback

@@ -31,7 +31,7 @@ from srl_agent.train.common import (
     progress_callback,
     quiet_default_printer,
     resolve_device,
-    save_final,
+    train_and_save,
     training_args_common,
 )
 from srl_agent.train.config import RLVRTrainConfig, dump_config
@@ -187,16 +187,7 @@ def run_rlvr(
         stage="rlvr",
     )
     quiet_default_printer(trainer)
-    from srl_agent.train.grpo import DynamicSamplingStall
-
-    try:
-        trainer.train(resume_from_checkpoint=resume_from)
-    except DynamicSamplingStall:
-        if trainer.state.global_step > 0:  # keep what was learned before the stall
-            save_final(trainer, tok, config.output_dir, merge_lora=config.lora.enabled)
-            console.print(f"saved the model after {trainer.state.global_step} steps to {config.output_dir}")
-        raise
-    out = save_final(trainer, tok, config.output_dir, merge_lora=config.lora.enabled)
+    out = train_and_save(trainer, tok, config, resume_from)
     console.print(
         f"[green]done[/]: {trainer.state.global_step} RLVR steps, {trainer.dropped_groups_total} task groups "
         f"dropped by dynamic sampling; episodes in {Path(config.output_dir) / 'episodes'}; model in {out}"

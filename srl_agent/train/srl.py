@@ -19,7 +19,7 @@ from srl_agent.train.common import (
     progress_callback,
     quiet_default_printer,
     resolve_device,
-    save_final,
+    train_and_save,
     training_args_common,
 )
 from srl_agent.train.config import SRLTrainConfig, dump_config
@@ -105,16 +105,7 @@ def run_srl(config: SRLTrainConfig, *, init_from: str | None = None, resume: boo
     resume_from = check_resume(config.output_dir, resume)
     dump_config(config, Path(config.output_dir) / "srl_config.yaml")
     trainer, tok = build_trainer(config, init_from=init_from)
-    from srl_agent.train.grpo import DynamicSamplingStall
-
-    try:
-        trainer.train(resume_from_checkpoint=resume_from)
-    except DynamicSamplingStall:
-        if trainer.state.global_step > 0:  # keep what was learned before the stall
-            save_final(trainer, tok, config.output_dir, merge_lora=config.lora.enabled)
-            console.print(f"saved the model after {trainer.state.global_step} steps to {config.output_dir}")
-        raise
-    out = save_final(trainer, tok, config.output_dir, merge_lora=config.lora.enabled)
+    out = train_and_save(trainer, tok, config, resume_from)
     console.print(
         f"[green]done[/]: {trainer.state.global_step} steps, {trainer.dropped_groups_total} groups dropped by "
         f"dynamic sampling, {trainer.refills_total} refills; model in {out}"
