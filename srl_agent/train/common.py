@@ -151,6 +151,22 @@ def save_final(trainer: Any, tokenizer: Any, output_dir: Path, merge_lora: bool)
     return output_dir
 
 
+def load_train_rows(config: _TrainCommon, tokenizer: Any) -> Any:
+    """The training split, cut to `max_train_samples`, prompts fitted to the budget (counts printed).
+    Callers check `config.dataset` before loading a model, so a missing data set fails fast."""
+    from srl_agent.train.data import fit_prompts, load_split
+
+    train = load_split(config.dataset, config.train_split)
+    if config.max_train_samples:
+        train = train.select(range(min(config.max_train_samples, len(train))))
+    train, counts = fit_prompts(train, tokenizer, config.max_prompt_tokens, overflow=config.prompt_overflow)
+    console.print(
+        f"train rows: {counts['kept']} within {config.max_prompt_tokens} prompt tokens, "
+        f"{counts['truncated']} truncated, {counts['dropped']} dropped"
+    )
+    return train
+
+
 def train_and_save(trainer: Any, tokenizer: Any, config: _TrainCommon, resume_from: bool | None) -> Path:
     """Train, then save the final model. On a dynamic-sampling stall the model is saved if any step was
     taken (what was learned before the stall is kept) and the stall is raised again."""

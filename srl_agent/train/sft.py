@@ -16,6 +16,7 @@ from srl_agent.train.common import (
     check_resume,
     console,
     load_policy_model,
+    load_train_rows,
     peft_config,
     progress_callback,
     quiet_default_printer,
@@ -44,21 +45,13 @@ def sft_args(config: SFTTrainConfig, device: str) -> Any:
 def build_trainer(config: SFTTrainConfig, *, init_from: str | None = None) -> tuple[Any, Any]:
     from trl import SFTTrainer
 
-    from srl_agent.train.data import fit_prompts, load_split
 
     if config.dataset is None:
         raise TrainError("dataset: no step-wise data set given (set `dataset:` in the config or --dataset)")
     device = resolve_device(config)
     model, tok = load_policy_model(init_from or config.model, device)
     tok.padding_side = "right"
-    train = load_split(config.dataset, config.train_split)
-    if config.max_train_samples:
-        train = train.select(range(min(config.max_train_samples, len(train))))
-    train, counts = fit_prompts(train, tok, config.max_prompt_tokens, overflow=config.prompt_overflow)
-    console.print(
-        f"train rows: {counts['kept']} within {config.max_prompt_tokens} prompt tokens, "
-        f"{counts['truncated']} truncated, {counts['dropped']} dropped"
-    )
+    train = load_train_rows(config, tok)
     train = train.remove_columns([c for c in train.column_names if c not in SFT_COLUMNS])
     trainer = SFTTrainer(
         model=model,

@@ -15,6 +15,7 @@ from srl_agent.train.common import (
     check_resume,
     console,
     load_policy_model,
+    load_train_rows,
     peft_config,
     progress_callback,
     quiet_default_printer,
@@ -61,7 +62,6 @@ def build_trainer(
 ) -> tuple[Any, Any]:
     """The configured `SRLGRPOTrainer` and its tokenizer (training not started)."""
     from srl_agent.rewards import make_step_reward
-    from srl_agent.train.data import fit_prompts, load_split
     from srl_agent.train.grpo import SRLGRPOTrainer
 
     if config.dataset is None:
@@ -73,14 +73,7 @@ def build_trainer(
             raise TrainError("use_vllm: true needs the vllm extra (`pip install 'srl-swe[vllm]'`)") from None
     device = resolve_device(config)
     model, tok = load_policy_model(init_from or config.model, device)
-    train = load_split(config.dataset, config.train_split)
-    if config.max_train_samples:
-        train = train.select(range(min(config.max_train_samples, len(train))))
-    train, counts = fit_prompts(train, tok, config.max_prompt_tokens, overflow=config.prompt_overflow)
-    console.print(
-        f"train rows: {counts['kept']} within {config.max_prompt_tokens} prompt tokens, "
-        f"{counts['truncated']} truncated, {counts['dropped']} dropped"
-    )
+    train = load_train_rows(config, tok)
     if "completion" in train.column_names:  # GRPO samples its own completions; the expert's is the reward key
         train = train.remove_columns("completion")
     trainer = SRLGRPOTrainer(
