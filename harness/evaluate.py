@@ -293,14 +293,15 @@ def _run_in_sandbox(
     }
     if normalized != patch and normalized != patch + "\n":
         payload["model.orig.patch"] = patch
-    sb = Sandbox(_sandbox_config(spec, image, timeout, {"kind": "evaluate", **labels}), client=client).start()
+    sb = Sandbox(_sandbox_config(spec, image, timeout, {"kind": "evaluate", **labels}), client=client)
     try:
         if on_sandbox is not None:
             on_sandbox(sb)
-        # one round trip: the files travel inside the command (base64); the preparation's log and exit
-        # status, then the test output, then the JUnit file (base64) follow each other separated by
-        # markers with a random token (the patch cannot print them ahead of time); the tests run only
-        # when the repository is ready, and the command's exit status is theirs
+        # one command, the container's main process (no shell session, no `docker exec`): the files
+        # travel inside it (base64); the preparation's log and exit status, then the test output, then
+        # the JUnit file (base64) follow each other separated by markers with a random token (the patch
+        # cannot print them ahead of time); the tests run only when the repository is ready, and the
+        # command's exit status is theirs
         writes = " && ".join(
             f"echo {base64.b64encode(text.encode()).decode()} | base64 -d > {workdir}/{name}"
             for name, text in payload.items()
@@ -313,11 +314,11 @@ def _run_in_sandbox(
             f"if [ $__rc -eq 0 ]; then {build_test_command(spec, junit_path)}; __rc=$?; "
             f"echo; echo '{results}'; base64 -w0 {junit_path} 2>/dev/null; echo; fi; (exit $__rc)"
         )
-        res = sb.exec(command, timeout=timeout)
+        res = sb.run_once(command, timeout=timeout)
         prep_out, prep_rc, test_out = _split_prepared(res.output, prepared)
         test_out, junit_text = _split_junit(test_out, results)
-        if prep_rc is None and res.restarted:
-            # a limit killed the whole shell session (and its output): the files still tell
+        if prep_rc is None and (res.timed_out or res.limit):
+            # killed before the preparation reported (or its report was cut): the files still tell
             prep_out, prep_rc = _read_prepared(sb, workdir)
             test_out = res.output
         log.append(prep_out.rstrip("\n"))
@@ -343,7 +344,7 @@ def _run_in_sandbox(
             + (", timed out" if res.timed_out else "")
             + (f", limit hit: {res.limit}" if res.limit else "")
         )
-        if junit_text is None:  # not in the output (cut by the output limit, or a restarted session)
+        if junit_text is None:  # not in the output (cut by the output limit, or killed at the time limit)
             try:
                 junit_text = sb.read_file(junit_path)
             except (FileNotFoundError, IsADirectoryError):
@@ -807,6 +808,9 @@ def evaluate_predictions(
             finished[(job.prediction.model_dir, job.prediction.instance_id)] = report
         else:
             todo.append(job)
+    # the biggest test sets first (a test's count is the best cost estimate at hand): a long instance
+    # started last would leave the other workers idle at the end
+    todo.sort(key=lambda job: -(len(job.spec.FAIL_TO_PASS) + len(job.spec.PASS_TO_PASS)))
     if on_start is not None:
         on_start(run_id, run_dir, len(todo), len(finished), warnings)
     new: list[InstanceReport] = []

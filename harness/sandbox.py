@@ -130,21 +130,49 @@ class _OutputBuffer:
 
 # The session's prelude: job control puts every command in its own process group (so a timeout kills
 # the whole group), and the counters of the memory and pids cgroups are read with builtins only.
-_PRELUDE = r"""
-set -m
-export PAGER=cat GIT_PAGER=cat TERM=dumb PIP_NO_INPUT=1
-__srl_cg() { local l o=0 p=0
+_CGROUP_FN = r"""__srl_cg() { local l o=0 p=0
   if [ -r /sys/fs/cgroup/memory/memory.oom_control ]; then while read -r l; do case $l in oom_kill\ *) o=${l#oom_kill };; esac; done < /sys/fs/cgroup/memory/memory.oom_control
   elif [ -r /sys/fs/cgroup/memory.events ]; then while read -r l; do case $l in oom_kill\ *) o=${l#oom_kill };; esac; done < /sys/fs/cgroup/memory.events; fi
   if [ -r /sys/fs/cgroup/pids/pids.events ]; then read -r l < /sys/fs/cgroup/pids/pids.events; p=${l#max }
   elif [ -r /sys/fs/cgroup/pids.events ]; then read -r l < /sys/fs/cgroup/pids.events; p=${l#max }; fi
   printf '%s %s' "$o" "$p"; }
-__srl_inner() { eval "$1"; }
+"""
+_PRELUDE = (
+    r"""
+set -m
+export PAGER=cat GIT_PAGER=cat TERM=dumb PIP_NO_INPUT=1
+"""
+    + _CGROUP_FN
+    + r"""__srl_inner() { eval "$1"; }
 trap 'return 137' USR1
 __srl_run() { local __c=$1 __t=$2 __rc; { __srl_inner "$__c"; } </dev/null 2>&1; __rc=$?
   printf '\n%s %s %s\n' "$__t" "$__rc" "$(__srl_cg 2>/dev/null)"; }
 printf '__SRL_READY__ %s\n' "$$"
 """
+)
+
+
+# `Sandbox.run_once`: the command runs in a subshell (an `exit` in it ends only the subshell), then the
+# main shell prints a trailer with its exit status and the oom / pids counters of the container's cgroups.
+_ONCE = r"""export PAGER=cat GIT_PAGER=cat TERM=dumb PIP_NO_INPUT=1
+{prelude}
+( eval {command} ) </dev/null 2>&1
+__rc=$?
+printf '\n%s %s %s\n' {token} "$__rc" "$(__srl_cg 2>/dev/null)"
+"""
+
+
+def _demux(pending: bytearray) -> bytes:
+    """Take the complete frames of Docker's multiplexed stream (8-byte headers) off `pending`; return
+    their payload (stdout and stderr interleaved in arrival order)."""
+    out = bytearray()
+    while len(pending) >= 8:
+        size = struct.unpack(">I", pending[4:8])[0]
+        if len(pending) < 8 + size:
+            break
+        out += pending[8 : 8 + size]
+        del pending[: 8 + size]
+    return bytes(out)
 
 
 class ShellSession:
@@ -218,14 +246,7 @@ class ShellSession:
         if not chunk:
             return None
         self._pending += chunk
-        out = bytearray()
-        while len(self._pending) >= 8:
-            size = struct.unpack(">I", self._pending[4:8])[0]
-            if len(self._pending) < 8 + size:
-                break
-            out += self._pending[8 : 8 + size]
-            del self._pending[: 8 + size]
-        return bytes(out)
+        return _demux(self._pending)
 
     def _read_until_line(self, prefix: bytes, deadline: float) -> str:
         buf = bytearray()
@@ -371,6 +392,106 @@ class Sandbox:
         self.close()
 
     def start(self) -> Sandbox:
+        """Start the container (idle under `init`) and open the persistent shell session in it."""
+        self._create(["sleep", "infinity"], user="root")
+        try:
+            self._start_container()
+            self.session = ShellSession(
+                self.client,
+                self.container.id,
+                self.user,
+                self.config.workdir,
+                self.config.env,
+                self.config.output_limit,
+            )
+            self.session.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def run_once(self, command: str, timeout: float | None = None) -> ExecResult:
+        """Start the sandbox with `command` as the container's main process and wait for it: one
+        command, no persistent session (no `docker exec`, the least work for the daemon; what `srl
+        evaluate` uses). Output, limits and the result are those of `exec`; on timeout the container is
+        killed. The stopped container stays until `close()`, so `read_file` and `copy_out` still work.
+        """
+        if self.container is not None:
+            raise SandboxError("run_once starts the sandbox; this one is already started")
+        timeout = timeout or self.config.timeout
+        token = "__SRL_END_" + secrets.token_hex(8)
+        script = _ONCE.format(prelude=_CGROUP_FN, command=_bash_quote(command), token=token)
+        self._create(["bash", "--noprofile", "--norc", "-c", script], user=None)
+        try:
+            api = self.client.api
+            wrapped = api.attach_socket(self.container.id, params={"stdout": 1, "stderr": 1, "stream": 1})
+            sock = getattr(wrapped, "_sock", wrapped)
+            sock.setblocking(True)
+            try:
+                start = time.monotonic()
+                self._start_container()
+                buf, timed_out = self._drain(sock, start + timeout, token)
+            finally:
+                sock.close()
+            duration = time.monotonic() - start
+            rc = api.wait(self.container.id, timeout=30)["StatusCode"]
+            oom_killed = bool(api.inspect_container(self.container.id)["State"].get("OOMKilled"))
+        except BaseException:
+            self.close()
+            raise
+        raw, truncated = buf.result()
+        head, found, trailer = raw.rpartition(f"\n{token} ".encode())
+        fields = trailer.split() if found else []
+        total = buf.total
+        if found:
+            raw, total = head, total - len(found) - len(trailer)
+        if len(fields) >= 3 and fields[0].lstrip(b"-").isdigit():
+            rc = int(fields[0])
+        oom = oom_killed or (len(fields) >= 3 and fields[1] not in (b"0", b""))
+        pids = len(fields) >= 3 and fields[2] not in (b"0", b"")
+        limit: Limit | None = (
+            "oom" if oom else "pids" if pids else "timeout" if timed_out else "output" if truncated else None
+        )
+        return ExecResult(
+            exit_code=-1 if timed_out else rc,
+            output=raw.decode("utf-8", errors="replace"),
+            truncated=truncated,
+            timed_out=timed_out,
+            duration=duration,
+            limit=limit,
+            output_bytes=total,
+        )
+
+    def _drain(self, sock: socket.socket, deadline: float, token: str) -> tuple[_OutputBuffer, bool]:
+        """Read the main process's output until it ends (EOF) or the deadline (then kill it)."""
+        buf = _OutputBuffer(self.config.output_limit + 200)  # room for the status trailer
+        pending = bytearray()
+        timed_out = False
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 and not timed_out:
+                timed_out = True
+                try:
+                    self.container.kill()
+                except (NotFound, APIError):
+                    pass
+                deadline = time.monotonic() + 30  # the output ends once the container is dead
+                continue
+            if remaining <= 0:
+                break
+            r, _, _ = select.select([sock], [], [], min(remaining, 1.0))
+            if not r:
+                continue
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                break
+            pending += chunk
+            buf.add(_demux(pending))
+        return buf, timed_out
+
+    def _create(self, command: list[str], user: str | None) -> None:
+        """Create the labelled container with the configured limits (not started); registered at once,
+        so nothing leaks. `user=None`: the sandbox's user (`srl` on the project's images)."""
         cfg = self.config
         self.client = self.client or get_client()
         try:
@@ -382,14 +503,15 @@ class Sandbox:
                 else "`srl task build <ID>` or `docker build`"
             )
             raise SandboxError(f"image {cfg.image!r} is not on this machine; build it with {hint}") from None
-        user = cfg.user
-        if user is None:
-            user = "srl" if (image.labels or {}).get("srl-swe.kind") in {"base", "env", "instance"} else None
-        self.user = user
+        if cfg.user is None:
+            own = (image.labels or {}).get("srl-swe.kind") in {"base", "env", "instance"}
+            self.user = "srl" if own else None
+        else:
+            self.user = cfg.user
         mem = cfg.memory
         kwargs = dict(
             image=cfg.image,
-            command=["sleep", "infinity"],
+            command=command,
             detach=True,
             init=True,
             labels=labels(pid=str(os.getpid()), host=socket.gethostname(), **cfg.extra_labels),
@@ -402,7 +524,10 @@ class Sandbox:
             network_mode="bridge" if cfg.network else "none",
             working_dir=cfg.workdir,
             environment=cfg.env or None,
-            user="root",
+            user=user or self.user or "root",
+            # output travels over the attach socket only: the daemon's log driver would write (and
+            # JSON-encode) every line of a chatty main process to disk
+            log_config={"type": "none", "config": {}},
         )
         # registered as soon as it exists (so nothing leaks), started outside the lock (so sandboxes
         # of other threads start in parallel: starting takes the daemon a few hundred ms)
@@ -414,21 +539,14 @@ class Sandbox:
                     f"could not start a sandbox from {cfg.image!r}: {exc.explanation or exc}"
                 ) from exc
             _LIVE[self.container.id] = self
+
+    def _start_container(self) -> None:
         try:
-            try:
-                self.container.start()
-            except APIError as exc:
-                raise SandboxError(
-                    f"could not start a sandbox from {cfg.image!r}: {exc.explanation or exc}"
-                ) from exc
-            self.session = ShellSession(
-                self.client, self.container.id, user, cfg.workdir, cfg.env, cfg.output_limit
-            )
-            self.session.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
+            self.container.start()
+        except APIError as exc:
+            raise SandboxError(
+                f"could not start a sandbox from {self.config.image!r}: {exc.explanation or exc}"
+            ) from exc
 
     def close(self) -> None:
         """Remove the container (idempotent; safe from signal handlers and atexit)."""

@@ -493,7 +493,9 @@ def test_gold_patches_resolve_every_bundled_task(docker_client, tmp_path: Path) 
 @pytest.mark.docker
 def test_empty_and_wrong_patches_do_not_resolve(docker_client, tmp_path: Path) -> None:
     """The wrong patch is SWE-agent's real CRLF submission for marshmallow-1867 (rounds instead of floors)."""
-    traj = json.loads((FIXTURES / "trajectories" / "swe-agent" / f"{MARSHMALLOW}.function_calling.traj").read_text())
+    traj = json.loads(
+        (FIXTURES / "trajectories" / "swe-agent" / f"{MARSHMALLOW}.function_calling.traj").read_text()
+    )
     wrong = traj["info"]["submission"]
     assert "\r\n" in wrong
     preds = _preds(tmp_path, [(MARSHMALLOW, wrong), (CACHETOOLS, "")])
@@ -522,10 +524,12 @@ def test_unappliable_patch_is_patch_failed(docker_client, tmp_path: Path) -> Non
         "diff --git a/src/cachetools/__init__.py b/src/cachetools/__init__.py\n--- a/src/cachetools/__init__.py\n"
         "+++ b/src/cachetools/__init__.py\n@@ -1,3 +1,3 @@\n this line\n-is not\n+in the file\n"
     )
-    shells: list[int | None] = []
+    seen: list[object] = []
 
     def release(sb) -> None:  # noqa: ANN001
-        shells.append(sb.session.pid)  # the same shell: a failed preparation does not end the session
+        # the same sandbox, its one command (the container's main process) over, the container still there
+        sb.container.reload()
+        seen.append((sb, sb.container.status, sb.session))
         sb.close()
 
     outcome = ev.evaluate_instance(
@@ -533,13 +537,13 @@ def test_unappliable_patch_is_patch_failed(docker_client, tmp_path: Path) -> Non
         bad,
         model="m",
         client=docker_client,
-        on_sandbox=lambda sb: shells.append(sb.session.pid),
+        on_sandbox=seen.append,
         release=release,
     )
     write_outcome(outcome, tmp_path / "out")
     report = outcome.report
     assert report.status == "patch_failed" and not report.patch_successfully_applied and not report.resolved
-    assert len(shells) == 2 and shells[0] == shells[1] and shells[0] is not None
+    assert len(seen) == 2 and seen[1] == (seen[0], "exited", None)
     log = (tmp_path / "out" / "eval.log").read_text()
     for method in ("git apply", "git apply --3way", "patch --fuzz"):
         assert f">>>>> attempt: {method}\n" in log
@@ -678,7 +682,9 @@ def test_resume_after_sigkill(docker_client, tmp_path: Path) -> None:
 @pytest.mark.ray
 def test_ray_backend_matches_process_pool(docker_client, tmp_path: Path) -> None:
     ray = pytest.importorskip("ray")
-    traj = json.loads((FIXTURES / "trajectories" / "swe-agent" / f"{MARSHMALLOW}.function_calling.traj").read_text())
+    traj = json.loads(
+        (FIXTURES / "trajectories" / "swe-agent" / f"{MARSHMALLOW}.function_calling.traj").read_text()
+    )
     preds = _preds(
         tmp_path, [(MARSHMALLOW, traj["info"]["submission"]), (CACHETOOLS, _task(CACHETOOLS).patch)]
     )

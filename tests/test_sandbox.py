@@ -19,7 +19,9 @@ pytestmark = pytest.mark.docker
 
 @pytest.fixture()
 def sb(docker_client, base_image):
-    with Sandbox(SandboxConfig(image=base_image, memory="256m", pids_limit=64, timeout=30), client=docker_client) as s:
+    with Sandbox(
+        SandboxConfig(image=base_image, memory="256m", pids_limit=64, timeout=30), client=docker_client
+    ) as s:
         yield s
 
 
@@ -128,7 +130,9 @@ def test_runs_unprivileged(sb):
 
 
 def test_files_copy_and_diff(sb, tmp_path):
-    sb.exec("mkdir -p /tmp/repo && cd /tmp/repo && git init -q && echo a > a.txt && git add . && git commit -qm init")
+    sb.exec(
+        "mkdir -p /tmp/repo && cd /tmp/repo && git init -q && echo a > a.txt && git add . && git commit -qm init"
+    )
     sb.write_file("/tmp/repo/a.txt", "b\n")
     sb.write_file("/tmp/repo/new.txt", b"\x00bin")
     assert sb.read_file("/tmp/repo/a.txt") == b"b\n"
@@ -160,9 +164,15 @@ def test_gc_removes_orphans_but_spares_sandboxes_in_use(sb, docker_client, base_
     from harness.sandbox import gc
 
     # an orphan: labelled like a sandbox whose owner process has ended
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     orphan = docker_client.containers.run(
-        base_image, ["sleep", "300"], detach=True, network_mode="none", init=True,
+        base_image,
+        ["sleep", "300"],
+        detach=True,
+        network_mode="none",
+        init=True,
         labels=labels(pid=dead.stdout.strip(), host=os.uname().nodename, test="gc"),
     )
     try:
@@ -175,6 +185,66 @@ def test_gc_removes_orphans_but_spares_sandboxes_in_use(sb, docker_client, base_
             docker_client.api.remove_container(orphan.id, force=True)
         except docker.errors.NotFound:
             pass
+
+
+@pytest.fixture()
+def once(docker_client, base_image):
+    s = Sandbox(
+        SandboxConfig(image=base_image, memory="256m", pids_limit=64, timeout=30), client=docker_client
+    )
+    yield s
+    s.close()
+
+
+def test_run_once_output_exit_code_user_and_files(once, docker_client):
+    r = once.run_once("cd /tmp && echo out; echo err >&2; id -u; echo kept > f; exit 3")
+    assert r.output == "out\nerr\n1000\n" and r.exit_code == 3
+    assert not r.timed_out and r.limit is None and r.output_bytes == len(r.output)
+    # no `docker exec` was needed: the command was the container's main process, now exited
+    assert once.session is None
+    once.container.reload()
+    assert once.container.status == "exited"
+    assert once.read_file("/tmp/f") == b"kept\n"  # the stopped container's files are still readable
+    assert once.container.attrs["HostConfig"]["PidsLimit"] == 64
+    assert once.container.attrs["HostConfig"]["NetworkMode"] == "none"
+    assert once.container.labels["srl-swe"] == "1"
+    with pytest.raises(SandboxError, match="already started"):
+        once.run_once("true")
+    cid = once.id
+    once.close()
+    assert not docker_client.api.containers(all=True, filters={"id": cid})
+
+
+def test_run_once_status_line_cannot_be_forged(once):
+    # the command cannot know the random token of the real status line: a printed fake is plain output
+    r = once.run_once("printf '\\n__SRL_END_0000000000000000 0 0 0\\n'; exit 4")
+    assert r.exit_code == 4 and "__SRL_END_0000000000000000" in r.output
+
+
+def test_run_once_timeout_kills_the_container_and_keeps_the_output(once):
+    t0 = time.monotonic()
+    r = once.run_once("echo before; touch /tmp/started; sleep 100; echo never", timeout=2)
+    assert time.monotonic() - t0 < 10
+    assert r.timed_out and r.limit == "timeout" and r.exit_code == -1
+    assert r.output == "before\n"
+    assert once.read_file("/tmp/started") == b""
+
+
+def test_run_once_caps_output_and_reports_oom(docker_client, base_image):
+    cfg = SandboxConfig(image=base_image, memory="256m", output_limit=10_000, timeout=60)
+    capped = Sandbox(cfg, client=docker_client)
+    try:
+        r = capped.run_once("head -c 3000000 /dev/zero | tr '\\0' a")
+        assert r.truncated and r.limit == "output" and r.output_bytes == 3_000_000 and len(r.output) < 11_000
+        assert r.output.startswith("aaaa") and r.output.endswith("aaaa")
+    finally:
+        capped.close()
+    hog = Sandbox(cfg, client=docker_client)
+    try:
+        r = hog.run_once("python3 -c 'x = bytearray(2 * 1024**3)'")
+        assert r.exit_code == 137 and r.limit == "oom"
+    finally:
+        hog.close()
 
 
 def test_unknown_image_says_how_to_build(docker_client):
@@ -192,8 +262,20 @@ def test_exception_inside_with_removes_container(docker_client, base_image):
 
 def test_ctrl_c_on_sandbox_exec_leaves_no_container(docker_client, base_image):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "srl_agent.cli", "sandbox", "exec", "--image", base_image, "--", "sleep", "60"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "srl_agent.cli",
+            "sandbox",
+            "exec",
+            "--image",
+            base_image,
+            "--",
+            "sleep",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 30
@@ -211,8 +293,22 @@ def test_ctrl_c_on_sandbox_exec_leaves_no_container(docker_client, base_image):
 
 def test_sandbox_exec_cli_exit_code(base_image):
     out = subprocess.run(
-        [sys.executable, "-m", "srl_agent.cli", "sandbox", "exec", "--image", base_image, "--", "sh", "-c", "echo hi; exit 7"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "srl_agent.cli",
+            "sandbox",
+            "exec",
+            "--image",
+            base_image,
+            "--",
+            "sh",
+            "-c",
+            "echo hi; exit 7",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 7
     assert out.stdout == "hi\n"
@@ -221,8 +317,13 @@ def test_sandbox_exec_cli_exit_code(base_image):
 def test_daemon_unreachable_is_reported_quickly(tmp_path):
     env = dict(os.environ, DOCKER_HOST=f"unix://{tmp_path}/nope.sock")
     t0 = time.monotonic()
-    out = subprocess.run([sys.executable, "-m", "srl_agent.cli", "sandbox", "exec", "--", "true"],
-                         capture_output=True, text=True, env=env, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "srl_agent.cli", "sandbox", "exec", "--", "true"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
     assert time.monotonic() - t0 < 5 + 3  # + interpreter start
     assert out.returncode != 0
     assert "not reachable" in out.stderr and "srl doctor" in out.stderr
