@@ -5,6 +5,8 @@
    Median of nine runs each, the two interleaved, after one warm-up run each.
 2. Parallel speed-up: 6 instances (gold) with `--max-workers 2` vs `--max-workers 1`. Target >= 1.6.
    Median of four runs each, in the order 1 2 2 1 1 2 2 1.
+   2b. The machine's ceiling for the same work: the two halves as two independent `-w 1` processes at
+   once (no srl scheduling involved); median of two.
 3. Throughput: instances per minute for all bundled tasks, gold patches, `--max-workers 2`.
 
     .venv/bin/python benchmarks/bench_evaluate.py [--record docs/benchmarks.md]
@@ -147,6 +149,43 @@ def main() -> None:
             flush=True,
         )
 
+        # 2b. the machine's own ceiling for this workload: the two halves as two independent `-w 1`
+        # processes at once (no srl scheduling involved); -w 2 cannot be expected to beat it by much
+        halves = [six[0::2], six[1::2]]
+        pairs = []
+        for k in range(2):
+            t0 = time.perf_counter()
+            procs = [
+                subprocess.Popen(
+                    [
+                        *SRL,
+                        "evaluate",
+                        "-p",
+                        "gold",
+                        "--run-id",
+                        f"half{h}-{k}",
+                        "--output-dir",
+                        str(out),
+                        "-w",
+                        "1",
+                    ]
+                    + [a for iid in half for a in ("-i", iid)],
+                    cwd=ROOT,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                for h, half in enumerate(halves)
+            ]
+            if any(proc.wait() != 0 for proc in procs):
+                raise SystemExit("a half run failed")
+            pairs.append(time.perf_counter() - t0)
+        ceiling = serial / statistics.median(pairs)
+        print(
+            f"(2b) the two halves as two independent -w 1 processes: {statistics.median(pairs):.1f} s, "
+            f"speed-up {ceiling:.2f} (the machine's ceiling for this workload)",
+            flush=True,
+        )
+
         # 3. throughput, all bundled tasks
         every = _evaluate(out, "all-w2", [], 2)
         per_min = 60 * len(tasks) / every
@@ -164,6 +203,8 @@ def main() -> None:
         f"**{ratio:.2f}** ({spread}) | <= 1.5 |\n"
         f"| speed-up: 6 instances, `-w 2` vs `-w 1` | {serial:.1f} s / {parallel:.1f} s = **{speedup:.2f}** "
         f"(containers got {cores} cores) | >= 1.6 |\n"
+        f"| ceiling: the two halves as two independent `-w 1` processes at once | {serial:.1f} s / "
+        f"{statistics.median(pairs):.1f} s = **{ceiling:.2f}** | |\n"
         f"| throughput: {len(tasks)} bundled tasks, gold, `-w 2` | **{per_min:.1f} instances/min** ({every:.1f} s) | |\n"
     )
     print(block)

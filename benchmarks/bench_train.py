@@ -1,6 +1,7 @@
 """Time of one SRL (GRPO) and one SFT step on this machine, split into generation / reward / the rest.
 
     .venv/bin/python benchmarks/bench_train.py --dataset DIR [--steps 3] [--modes grpo,sft,grpo-lora,sft-lora]
+    .venv-vllm/bin/python benchmarks/bench_train.py --modes grpo,grpo-vllm   # GRPO generating through vLLM
 
 Defaults: the default model (SmolLM2-135M-Instruct, fp32 on CPU), real step prompts cut to
 ``--max-prompt-tokens 512``, ``--max-completion 128``, 4 prompts x 4 generations per GRPO step,
@@ -46,7 +47,9 @@ def _bundled_dataset(tmp: Path, model_dir: str) -> Path:
     return out
 
 
-def bench_grpo(args: argparse.Namespace, dataset: Path, lora: bool, out_dir: Path) -> dict[str, float]:
+def bench_grpo(
+    args: argparse.Namespace, dataset: Path, lora: bool, out_dir: Path, vllm: bool = False
+) -> dict[str, float]:
     from srl_agent.train.config import SRLTrainConfig
     from srl_agent.train.srl import build_trainer
 
@@ -64,9 +67,15 @@ def bench_grpo(args: argparse.Namespace, dataset: Path, lora: bool, out_dir: Pat
         lora={"enabled": lora},
         dynamic_sampling={"enabled": False},
         max_train_samples=64,
+        use_vllm=vllm,
     )
+    t0 = time.perf_counter()
     trainer, _ = build_trainer(cfg)
+    setup = time.perf_counter() - t0
     times: dict[str, list[float]] = defaultdict(list)
+    if vllm:  # the weight push into the engine, part of generation
+        gen = trainer.vllm_generation
+        gen.sync_weights = _timed(times, "sync", gen.sync_weights)
     trainer._generate_single_turn = _timed(times, "generation", trainer._generate_single_turn)
     trainer._calculate_rewards = _timed(times, "reward", trainer._calculate_rewards)
     trainer.training_step = _timed(times, "step", trainer.training_step)
@@ -76,13 +85,17 @@ def bench_grpo(args: argparse.Namespace, dataset: Path, lora: bool, out_dir: Pat
     gen = statistics.mean(times["generation"][skip:])
     rew = statistics.mean(times["reward"][skip:])
     cpu = statistics.mean(times["step_cpu"][skip:])
-    return {
+    out = {
         "step_s": step,
         "generation_s": gen,
         "reward_s": rew,
         "rest_s": step - gen - rew,
         "step_cpu_s": cpu,
+        "setup_s": setup,
     }
+    if vllm:
+        out["weight_sync_s"] = statistics.mean(times["sync"][skip:])
+    return out
 
 
 def bench_sft(args: argparse.Namespace, dataset: Path, lora: bool, out_dir: Path) -> dict[str, float]:
@@ -124,7 +137,11 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=4)
     parser.add_argument("--max-prompt-tokens", type=int, default=512)
     parser.add_argument("--max-completion", type=int, default=128)
-    parser.add_argument("--modes", default="grpo,sft,grpo-lora,sft-lora")
+    parser.add_argument(
+        "--modes",
+        default="grpo,sft,grpo-lora,sft-lora",
+        help="comma-separated; grpo-vllm / grpo-lora-vllm generate through a colocated vLLM (vllm extra)",
+    )
     args = parser.parse_args()
 
     from srl_agent.models import resolve_model
@@ -135,10 +152,12 @@ def main() -> None:
         dataset = args.dataset or _bundled_dataset(tmp, model_dir)
         results = {}
         for mode in args.modes.split(","):
-            kind, _, variant = mode.partition("-")
-            fn = bench_grpo if kind == "grpo" else bench_sft
+            kind, *variants = mode.split("-")
             t0 = time.perf_counter()
-            results[mode] = fn(args, dataset, variant == "lora", tmp / mode)
+            if kind == "grpo":
+                results[mode] = bench_grpo(args, dataset, "lora" in variants, tmp / mode, "vllm" in variants)
+            else:
+                results[mode] = bench_sft(args, dataset, "lora" in variants, tmp / mode)
             results[mode]["wall_s"] = time.perf_counter() - t0
             rss_now = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
             print(  # right away: a later mode may run out of memory
@@ -164,6 +183,11 @@ def main() -> None:
     if "grpo" in results and "grpo-lora" in results:
         print(
             f"LoRA / full GRPO step ratio: {results['grpo-lora']['step_s'] / results['grpo']['step_s']:.2f}"
+        )
+    if "grpo" in results and "grpo-vllm" in results:
+        print(
+            f"vLLM / transformers GRPO step ratio: {results['grpo-vllm']['step_s'] / results['grpo']['step_s']:.2f}"
+            f" (generation {results['grpo-vllm']['generation_s'] / results['grpo']['generation_s']:.2f})"
         )
     if "sft" in results and "sft-lora" in results:
         print(f"LoRA / full SFT step ratio: {results['sft-lora']['step_s'] / results['sft']['step_s']:.2f}")

@@ -571,7 +571,18 @@ def plan(config: EvaluateConfig) -> tuple[str, Path, list[Job], list[str]]:
     return run_id, run_dir, jobs, warnings
 
 
+def _remove_dead_temp_files(out_dir: Path) -> None:
+    """Remove the temporary files (``.<name>.<pid>.<token>.tmp``, see `atomic_write`) that a killed
+    process left half-written; another live process's are left alone."""
+    for tmp in out_dir.glob(".*.tmp"):
+        parts = tmp.name.split(".")
+        if len(parts) >= 4 and parts[-3].isdigit() and not _alive(int(parts[-3])):
+            tmp.unlink(missing_ok=True)
+
+
 def _finished(job: Job) -> InstanceReport | None:
+    if job.out_dir.is_dir():
+        _remove_dead_temp_files(job.out_dir)
     report = read_report(job.out_dir)
     if report is None or report.patch_sha256 != job.prediction.patch_sha256:
         return None

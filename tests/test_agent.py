@@ -26,8 +26,14 @@ def tasks():
 def test_scripted_gold_trajectory_resolves_cachetools(tasks, docker_client, tmp_path):
     (traj,) = load_trajectories([DATA / "tkem__cachetools-387.srl.jsonl"])
     spec = tasks.get("tkem__cachetools-387")
-    res = run_episode(spec, ScriptedPolicy.from_trajectory(traj), AgentConfig(toolset="editor"),
-                      out_dir=tmp_path, client=docker_client, model_name="scripted")
+    res = run_episode(
+        spec,
+        ScriptedPolicy.from_trajectory(traj),
+        AgentConfig(toolset="editor"),
+        out_dir=tmp_path,
+        client=docker_client,
+        model_name="scripted",
+    )
     assert res.exit_status == "submitted"
     assert res.steps == 4 and res.format_errors == 0
     assert res.resolved is True
@@ -42,9 +48,14 @@ def test_scripted_gold_trajectory_resolves_cachetools(tasks, docker_client, tmp_
 def test_marshmallow_demonstration_reproduces_its_diff_and_is_not_resolved(tasks, docker_client, tmp_path):
     (demo,) = load_trajectories([bundled_dir() / "marshmallow-code__marshmallow-1867.function_calling.traj"])
     spec = tasks.get("marshmallow-code__marshmallow-1867")
-    res = run_episode(spec, ScriptedPolicy.from_trajectory(demo),
-                      AgentConfig(toolset=demo.metadata.get("toolset", "swe_agent"), max_steps=len(demo.steps)),
-                      out_dir=tmp_path, client=docker_client, model_name="scripted")
+    res = run_episode(
+        spec,
+        ScriptedPolicy.from_trajectory(demo),
+        AgentConfig(toolset=demo.metadata.get("toolset", "swe_agent"), max_steps=len(demo.steps)),
+        out_dir=tmp_path,
+        client=docker_client,
+        model_name="scripted",
+    )
     assert res.exit_status == "submitted"
     assert res.steps == len(demo.steps)
     recorded = demo.final_patch.replace("\r\n", "\n").strip()
@@ -63,12 +74,20 @@ def test_format_errors_end_the_episode_and_the_trajectory_is_saved(tasks, docker
     saved = json.loads(Path(res.trajectory_path).read_text())
     assert saved["exit_status"] == "format_errors"
     assert saved["metadata"]["format_errors"] == 3
+    # the episode record imports back (no steps, so no training instances), it is not an import error
+    (back,) = load_trajectories([Path(res.trajectory_path)])
+    assert back.steps == [] and back.exit_status == "format_errors"
 
 
 def test_step_limit_keeps_the_diff(tasks, docker_client, tmp_path):
     spec = tasks.get("tkem__cachetools-387")
     answer = "<think>edit</think>\n<function=bash>\n<parameter=command>\necho '# touched' >> README.rst\n</parameter>\n</function>"
-    res = run_episode(spec, ScriptedPolicy([answer] * 2), AgentConfig(max_steps=2, grade=False),
-                      out_dir=tmp_path, client=docker_client)
+    res = run_episode(
+        spec,
+        ScriptedPolicy([answer] * 2),
+        AgentConfig(max_steps=2, grade=False),
+        out_dir=tmp_path,
+        client=docker_client,
+    )
     assert res.exit_status == "step_limit" and res.steps == 2
     assert res.patch.count("+# touched") == 2

@@ -669,11 +669,19 @@ def test_resume_after_sigkill(docker_client, tmp_path: Path) -> None:
     for path in out.glob("killme/gold/*/report.json"):
         json.loads(path.read_text())  # complete JSON, never half-written
     done_before = {p.parent.name for p in out.glob("killme/gold/*/report.json")}
+    # what a kill in the middle of a write leaves: a temporary file of the dead process (and one of a
+    # live process, which the re-run must not touch)
+    inst = next(out.glob("killme/gold/*/"))
+    dead = inst / f".report.json.{proc.pid}.deadbeef.tmp"
+    live = inst / f".report.json.{os.getpid()}.cafebabe.tmp"
+    dead.write_text('{"half')
+    live.write_text("{}")
     rerun = subprocess.run(args, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert f"{len(done_before)} instance(s) already finished, skipped" in " ".join(rerun.stderr.split())
     summary = json.loads((out / "killme" / "gold" / "summary.json").read_text())
     assert summary["resolved_instances"] == summary["total_instances"] == 2
+    assert not dead.exists() and live.exists()
     # the killed process could not remove its sandbox; the re-run removed it (its pid is dead)
     assert not docker_client.containers.list(all=True, filters={"label": "srl-swe.run_id=killme"})
 

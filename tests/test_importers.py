@@ -395,11 +395,22 @@ def test_unknown_layout(tmp_path: Path) -> None:
             "",
         ),
         ("e.jsonl", "\n\n", ""),
+        ("e.srl.jsonl", json.dumps({"instance_id": "x", "source_format": "srl", "steps": []}), "steps"),
     ],
 )
 def test_empty_trajectories(tmp_path: Path, name: str, content: str, path: str) -> None:
     err = _err(tmp_path, name, content)
     assert "empty" in err.message and err.json_path == path
+
+
+def test_agent_episode_without_steps_imports_as_a_record(tmp_path: Path) -> None:
+    # an episode that ended before its first valid action is a true record (no steps, no data)
+    doc = {"instance_id": "x", "source_format": "srl", "steps": [], "exit_status": "format_errors"}
+    f = tmp_path / "x.srl.jsonl"
+    f.write_text(json.dumps(doc) + "\n")
+    report = import_file(f)
+    assert report.ok and report.n_steps == 0
+    assert report.imported[0].trajectory.exit_status == "format_errors"
 
 
 def test_forced_wrong_format(tmp_path: Path) -> None:

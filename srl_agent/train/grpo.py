@@ -136,6 +136,37 @@ def first_action_prefix(token_ids: list[int], decode: Any) -> list[int]:
     return token_ids[:lo]
 
 
+def reload_weights_in_place(generation: Any) -> None:
+    """Make TRL's colocated weight sync go through vLLM's in-place reload.
+
+    TRL 1.16 pushes the trained weights with ``model.load_weights`` on the live vLLM model. vLLM (>= 0.31,
+    seen on the CPU backend) processes weights after loading (repacks them for its kernels), and the
+    processed parameters have no ``weight_loader`` any more, so that call fails on the first sync. The
+    model runner's ``reload_weights(is_checkpoint_format=True)`` restores the loadable layout, loads the
+    checkpoint-format weights and processes them again (and the LM head of tied embeddings, which the
+    reload skips). Server mode and sleep mode keep TRL's path.
+    """
+    original = generation.sync_weights
+
+    def sync_weights() -> None:
+        if generation.mode != "colocate" or generation.enable_sleep_mode:
+            return original()
+        runner = generation.llm.llm_engine.model_executor.driver_worker.model_runner
+        if not hasattr(runner, "reload_weights"):
+            return original()
+        runner.reload_weights(weights_iterator=generation._iter_named_params(), is_checkpoint_format=True)
+        # tied embeddings: the LM head loads nothing of its own, so the reload leaves its processed copy of
+        # the (shared, now updated) weight stale; process it again
+        head = getattr(runner.get_model(), "lm_head", None)
+        tied = getattr(runner.model_config.hf_text_config, "tie_word_embeddings", False)
+        if tied and head is not None and hasattr(head, "quant_method"):
+            head.quant_method.process_weights_after_loading(head)
+        generation.llm.reset_prefix_cache()
+        return None
+
+    generation.sync_weights = sync_weights
+
+
 class SRLGRPOTrainer(GRPOTrainer):
     """TRL `GRPOTrainer` + dynamic sampling + stop at the end of the first action."""
 
@@ -155,6 +186,8 @@ class SRLGRPOTrainer(GRPOTrainer):
         self.current_inputs: list[dict[str, Any]] = []
         self.dropped_groups_total = 0
         self.refills_total = 0
+        if self.use_vllm:
+            reload_weights_in_place(self.vllm_generation)
 
     # -- generation: stop after the first action ---------------------------------------------------
     def _generate_single_turn(

@@ -83,7 +83,9 @@ def _load_srl(data: Any, ctx: Ctx) -> list[Imported]:
         err = exc.errors()[0]
         path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
         raise ctx.error(path, f"{err['msg']} (got {str(err.get('input'))[:60]!r})") from None
-    if not traj.steps:
+    if not traj.steps and traj.exit_status is None:
+        # a recorded expert run must have steps; an agent episode that ended before its first valid
+        # action (exit_status e.g. "format_errors") is a true record with none, and yields no data
         raise ctx.error("steps", "empty trajectory: expected at least one step")
     return [Imported(traj)]
 
