@@ -152,7 +152,9 @@ def eval_steps(
     dataset: Path = typer.Option(..., "--dataset", help="Step-wise data set dir."),
     split: str = typer.Option("validation", "--split"),
     limit: int | None = typer.Option(None, "--limit", help="Only the first N steps."),
-    backend: str = typer.Option("transformers", "--backend", help="transformers | vllm | expert (replay)."),
+    backend: str = typer.Option(
+        "auto", "--backend", help="auto (vLLM when installed) | transformers | vllm | expert (replay)."
+    ),
     batch_size: int = typer.Option(8, "--batch-size"),
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy."),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens"),

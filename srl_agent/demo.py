@@ -66,11 +66,9 @@ class DemoConfig(BaseModel):
     resume: bool = False
 
     def generation_backend(self) -> str:
-        if self.backend != "auto":
-            return self.backend
-        import importlib.util
+        from srl_agent.policy import resolve_backend
 
-        return "vllm" if importlib.util.find_spec("vllm") is not None else "transformers"
+        return resolve_backend(self.backend)
 
     def scaled(self, n: int) -> int:
         return max(1, round(n * self.budget))

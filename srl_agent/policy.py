@@ -196,7 +196,17 @@ class VLLMPolicy:
         return [cut_after_first_action(o.text) for r in results for o in r.outputs]
 
 
-Backend = Literal["transformers", "vllm"]
+Backend = Literal["auto", "transformers", "vllm"]
+
+
+def resolve_backend(backend: str) -> str:
+    """``auto`` -> ``vllm`` when the vllm extra is installed (13-30x faster generation, even on CPU),
+    else ``transformers``; any other name is returned as given."""
+    if backend != "auto":
+        return backend
+    import importlib.util
+
+    return "vllm" if importlib.util.find_spec("vllm") is not None else "transformers"
 
 
 def load_policy(
@@ -207,12 +217,14 @@ def load_policy(
     batch_size: int = 8,
     **kwargs: Any,
 ) -> Policy:
-    """A policy for `model` (a local dir, a cached hub name, or ``smollm2-135m-instruct``)."""
+    """A policy for `model` (a local dir, a cached hub name, or ``smollm2-135m-instruct``); backend
+    ``auto`` picks vLLM when it is installed."""
+    backend = resolve_backend(backend)  # type: ignore[assignment]
     if backend == "transformers":
         return TransformersPolicy.from_pretrained(model, device=device, batch_size=batch_size)
     if backend == "vllm":
         return VLLMPolicy(model, **kwargs)
-    raise ValueError(f"backend must be 'transformers' or 'vllm', got {backend!r}")
+    raise ValueError(f"backend must be 'auto', 'transformers' or 'vllm', got {backend!r}")
 
 
 def answers_for(policy: Policy, batch: Sequence[Messages], **sampling: Any) -> list[str]:

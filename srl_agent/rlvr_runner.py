@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,8 +30,9 @@ from trajectories.actions import ActionParseError, parse_answer
 from trajectories.prompting import build_messages, truncate_middle
 from trajectories.schema import Step, Trajectory
 
-Generate = Callable[[list[int]], list[int]]
-"""Token ids of the conversation so far -> token ids of the policy's next answer."""
+Generate = Callable[[list[int]], tuple[list[int], list[float] | None]]
+"""Token ids of the conversation so far -> token ids of the policy's next answer, and their sampling
+logprobs when the backend reports them (vLLM; the trainer then corrects for the engine's mismatch)."""
 
 
 def observation_message(text: str, max_obs_tokens: int | None) -> dict[str, str]:
@@ -65,6 +67,7 @@ def play_chat_episode(
     prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     completion: list[int] = []
     mask: list[int] = []
+    logprobs: list[float | None] | None = []  # None as soon as one answer comes without them
     traj = Trajectory(instance_id=spec.instance_id, source_format="srl", problem_statement=spec.problem_statement,
                       metadata={"toolset": toolset, "mode": "rlvr-chat"})
     format_error = False
@@ -78,12 +81,16 @@ def play_chat_episode(
         for _turn in range(max_turns):
             if time.monotonic() - started > timeout or len(completion) >= max_completion_tokens:
                 break
-            new = generate(prompt_ids + completion)
+            new, new_logprobs = generate(prompt_ids + completion)
             answer = tokenizer.decode(new, skip_special_tokens=True)
             if STOP in answer:  # keep the tokens up to the end of the first action, as every backend does
                 answer = answer[: answer.index(STOP) + len(STOP)]
             completion += new
             mask += [1] * len(new)
+            if logprobs is not None and new_logprobs is not None:
+                logprobs += new_logprobs
+            else:
+                logprobs = None
             try:
                 thought, call = parse_answer(answer)
             except ActionParseError:
@@ -103,6 +110,8 @@ def play_chat_episode(
             glue = tokenizer(text[len(seen):], add_special_tokens=False)["input_ids"]
             completion += glue
             mask += [0] * len(glue)
+            if logprobs is not None:
+                logprobs += [None] * len(glue)  # not sampled: no correction for these
         if not submitted:
             patch = sb.diff(TESTBED)
     resolved: bool | None = None
@@ -119,6 +128,7 @@ def play_chat_episode(
         path.write_text(traj.model_dump_json() + "\n")
     cut = max_completion_tokens
     return EpisodeResult(prompt_ids=prompt_ids, completion_ids=completion[:cut], env_mask=mask[:cut],
+                         logprobs=logprobs[:cut] if logprobs else None,
                          resolved=resolved, format_error=format_error, trajectory_path=str(path) if path else None)
 
 
@@ -139,7 +149,35 @@ def model_generate(model: Any, tokenizer: Any, *, temperature: float, top_p: flo
         specials = set(tokenizer.all_special_ids)
         while new and new[-1] in specials:
             new.pop()
-        return new
+        return new, None
+
+    return gen
+
+
+def vllm_generate(generation: Any, tokenizer: Any, *, temperature: float, top_p: float = 1.0, top_k: int = 0,
+                  max_new_tokens: int = 256, lock: threading.Lock | None = None) -> Generate:
+    """A `Generate` over the trainer's colocated vLLM engine (``trainer.vllm_generation``; TRL pushes the
+    current weights into it before each rollout): one answer, stopped at the end of the first action, with
+    the sampled tokens' logprobs. The offline engine serves one call at a time: episodes share `lock`."""
+    from vllm import SamplingParams
+
+    if generation.mode != "colocate":
+        raise ValueError("RLVR rollouts through vLLM need vllm_mode colocate (server mode is not supported)")
+    params = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k if top_k > 0 else -1,
+                            max_tokens=max_new_tokens, stop=[STOP], include_stop_str_in_output=True, logprobs=0)
+    lock = lock or threading.Lock()
+    specials = set(tokenizer.all_special_ids)
+
+    def gen(ids: list[int]) -> tuple[list[int], list[float] | None]:
+        with lock:
+            out = generation.llm.generate([{"prompt_token_ids": ids}], params, use_tqdm=False)[0].outputs[0]
+        new = list(out.token_ids)
+        logprobs = [step[token].logprob for token, step in zip(new, out.logprobs or [], strict=False)]
+        if len(logprobs) != len(new):
+            logprobs = None
+        while new and new[-1] in specials:
+            new.pop()
+        return new, logprobs[: len(new)] if logprobs is not None else None
 
     return gen
 
@@ -148,7 +186,8 @@ def make_episode_runner(specs: dict[str, TaskSpec], *, toolset: str, max_turns: 
                         temperature: float, top_p: float, top_k: int, max_new_tokens: int = 256,
                         episode_timeout: float = 600.0, out_dir: Path | None = None, client: Any = None,
                         max_parallel: int = 2):
-    """An `EpisodeRunner` for `run_rlvr`: one sandboxed episode per task row, with the trainer's model.
+    """An `EpisodeRunner` for `run_rlvr`: one sandboxed episode per task row, with the trainer's model
+    (through its colocated vLLM engine when the trainer has ``use_vllm``).
 
     Episodes run in a bounded pool of `max_parallel` sandboxes (threads: the model's forward passes and
     the sandboxes' commands release the GIL); results keep the order of `tasks`."""
@@ -157,11 +196,16 @@ def make_episode_runner(specs: dict[str, TaskSpec], *, toolset: str, max_turns: 
     def runner(tasks: list[dict[str, Any]], trainer: Any) -> list[EpisodeResult]:
         model = trainer.accelerator.unwrap_model(trainer.model) if hasattr(trainer, "accelerator") else trainer.model
         shared_tok = trainer.processing_class
+        engine_lock = threading.Lock()
 
         def play(row: dict[str, Any]) -> EpisodeResult:
             tok = copy.deepcopy(shared_tok)  # fast tokenizers are not safe to share between threads
-            gen = model_generate(model, tok, temperature=temperature, top_p=top_p, top_k=top_k,
-                                 max_new_tokens=max_new_tokens)
+            if getattr(trainer, "use_vllm", False):
+                gen = vllm_generate(trainer.vllm_generation, tok, temperature=temperature, top_p=top_p,
+                                    top_k=top_k, max_new_tokens=max_new_tokens, lock=engine_lock)
+            else:
+                gen = model_generate(model, tok, temperature=temperature, top_p=top_p, top_k=top_k,
+                                     max_new_tokens=max_new_tokens)
             return play_chat_episode(specs[row["instance_id"]], gen, tok, toolset=toolset, max_turns=max_turns,
                                      max_completion_tokens=max_completion_tokens, timeout=episode_timeout,
                                      client=client, out_dir=out_dir)

@@ -131,3 +131,22 @@ def test_vllm_policy_generates_and_stops(tiny):
     policy = VLLMPolicy(str(tiny), max_model_len=1024)
     out = policy.generate([MSGS, MSGS], max_new_tokens=16, seed=0, n=2)
     assert len(out) == 4 and all(a.count(STOP) <= 1 for a in out)
+
+
+def test_auto_backend_picks_vllm_only_when_installed(monkeypatch):
+    import importlib.util
+
+    from srl_agent.policy import resolve_backend
+
+    installed = importlib.util.find_spec("vllm") is not None
+    assert resolve_backend("auto") == ("vllm" if installed else "transformers")
+    assert resolve_backend("transformers") == "transformers" and resolve_backend("vllm") == "vllm"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else real(name, *a)
+    )
+    assert resolve_backend("auto") == "vllm"
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a)
+    )
+    assert resolve_backend("auto") == "transformers"

@@ -30,13 +30,16 @@ def spec():
     return load_tasks(None).get("tkem__cachetools-387")
 
 
-def _scripted(tokenizer, answers):
+def _scripted(tokenizer, answers, logprob=None):
+    """A `Generate` replaying `answers`; with `logprob`, it reports that sampling logprob for every token
+    (as the vLLM backend does)."""
     queue = [tokenizer(a, add_special_tokens=False)["input_ids"] for a in answers]
     seen = []
 
     def gen(ids):
         seen.append(list(ids))
-        return queue.pop(0)
+        new = queue.pop(0)
+        return new, None if logprob is None else [logprob] * len(new)
 
     return gen, seen
 
@@ -44,9 +47,11 @@ def _scripted(tokenizer, answers):
 def test_expert_episode_is_resolved_and_masks_only_policy_tokens(tokenizer, spec, docker_client, tmp_path):
     (traj,) = load_trajectories([DATA / "tkem__cachetools-387.srl.jsonl"])
     answers = [format_answer(s.thought, s.action) for s in traj.steps]
-    gen, seen = _scripted(tokenizer, answers)
+    gen, seen = _scripted(tokenizer, answers, logprob=-0.25)
     ep = play_chat_episode(spec, gen, tokenizer, toolset="editor", client=docker_client, out_dir=tmp_path)
     assert ep.resolved is True and not ep.format_error
+    # sampling logprobs line up with the tokens: the policy's where it wrote, none for observations
+    assert ep.logprobs == [-0.25 if m else None for m in ep.env_mask]
     assert outcome_reward(ep.resolved, ep.format_error) == 1.0
     # every generation call saw exactly the growing sequence: prompt + what came before
     for i, ids in enumerate(seen):
@@ -66,6 +71,7 @@ def test_malformed_answer_gets_the_format_penalty(tokenizer, spec, docker_client
     assert ep.format_error and ep.resolved is None
     assert outcome_reward(ep.resolved, ep.format_error) == -1.0
     assert ep.env_mask == [1] * len(ep.completion_ids)
+    assert ep.logprobs is None  # the backend reported none
 
 
 def test_tiny_model_rollout_runs_end_to_end(tokenizer, spec, docker_client, tmp_path_factory):

@@ -14,7 +14,7 @@ import pytest
 
 from srl_agent.testing import build_tiny_model
 from srl_agent.train.config import RLVRTrainConfig
-from trajectories.schema import Trajectory
+from trajectories.importers import load_trajectories
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -49,8 +49,8 @@ def test_one_rlvr_step_with_sandboxed_episodes_runs_and_saves(tiny, docker_clien
     assert logged["reward"] == -1.0  # every episode ended on a malformed answer
     episodes = sorted((out / "episodes").glob(f"{TASK}-*.srl.jsonl"))
     assert len(episodes) == 2  # one group of num_generations episodes
-    for path in episodes:  # malformed first answer: a step-less record (not importable as data)
-        traj = Trajectory.model_validate_json(path.read_text())
+    for path in episodes:  # malformed first answer: a step-less record, imported as such (no data)
+        (traj,) = load_trajectories([path])
         assert traj.instance_id == TASK and traj.exit_status == "format_error" and not traj.steps
     TransformersPolicy.from_pretrained(str(out), device="cpu")  # the output is a loadable policy
 
@@ -71,3 +71,29 @@ def test_cli_rlvr_stops_with_cause_and_remedy_when_no_group_has_spread(tiny, doc
     assert res.exit_code == 3, res.output
     assert "every episode scored -1" in res.output and "--init-from" in res.output
     assert (out / "rlvr_config.yaml").is_file() and not (out / "config.json").exists()
+
+
+@pytest.mark.vllm
+def test_rlvr_rollouts_generate_through_the_colocated_vllm_engine(tiny, docker_client, tmp_path):
+    pytest.importorskip("vllm")
+    from srl_agent.train.rlvr import run_rlvr
+
+    cfg = RLVRTrainConfig(
+        model=tiny,
+        instance_ids=[TASK],
+        output_dir=tmp_path / "rlvr",
+        max_steps=1,
+        batch_size=1,
+        num_generations=2,
+        max_turns=2,
+        max_completion_length=16,
+        report_to=[],
+        device="cpu",
+        use_vllm=True,
+        dynamic_sampling={"enabled": False},
+    )
+    out = run_rlvr(cfg)
+    logged = json.loads((out / "trainer_state.json").read_text())["log_history"][0]
+    assert logged["reward"] == -1.0
+    # the episodes' answers came from vLLM with their sampling logprobs: TRL measured the engine/policy gap
+    assert any(key.startswith("sampling/") for key in logged), sorted(logged)

@@ -130,7 +130,9 @@ class EvalStepsConfig(_Strict):
     dataset: Path
     split: str = "validation"
     limit: int | None = Field(None, ge=1)
-    backend: Literal["transformers", "vllm", "expert"] = "transformers"
+    backend: Literal["auto", "transformers", "vllm", "expert"] = Field(
+        "auto", description="auto: vLLM when the vllm extra is installed, else transformers"
+    )
     batch_size: int = Field(8, ge=1)
     temperature: float = Field(0.0, ge=0, description="0 = greedy")
     max_new_tokens: int = Field(256, ge=1)

@@ -45,7 +45,9 @@ class EpisodeResult(BaseModel):
     prompt_ids: list[int]
     completion_ids: list[int]
     env_mask: list[int] = Field(description="1 = token the policy wrote, 0 = observation / template token")
-    logprobs: list[float] | None = Field(None, description="sampling logprobs of completion_ids (vLLM)")
+    logprobs: list[float | None] | None = Field(
+        None, description="sampling logprobs of completion_ids (vLLM; None for observation tokens)"
+    )
     resolved: bool | None = None
     format_error: bool = False
     trajectory_path: str | None = None
@@ -55,6 +57,10 @@ class EpisodeResult(BaseModel):
         if len(self.env_mask) != len(self.completion_ids):
             raise ValueError(
                 f"env_mask has {len(self.env_mask)} entries for {len(self.completion_ids)} tokens"
+            )
+        if self.logprobs is not None and len(self.logprobs) != len(self.completion_ids):
+            raise ValueError(
+                f"logprobs has {len(self.logprobs)} entries for {len(self.completion_ids)} tokens"
             )
         return self
 
