@@ -383,6 +383,7 @@ class Sandbox:
         self.container = None
         self.session: ShellSession | None = None
         self.user: str | None = None
+        self._closed = False  # closed (e.g. on Ctrl-C, from another thread) before or while starting
 
     # -- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> Sandbox:
@@ -493,6 +494,8 @@ class Sandbox:
         """Create the labelled container with the configured limits (not started); registered at once,
         so nothing leaks. `user=None`: the sandbox's user (`srl` on the project's images)."""
         cfg = self.config
+        if self._closed:
+            raise SandboxError("the sandbox was closed; start a new one")
         self.client = self.client or get_client()
         try:
             image = self.client.images.get(cfg.image)
@@ -539,6 +542,9 @@ class Sandbox:
                     f"could not start a sandbox from {cfg.image!r}: {exc.explanation or exc}"
                 ) from exc
             _LIVE[self.container.id] = self
+        if self._closed:  # closed from another thread while the container was being created
+            self.close()
+            raise SandboxError("the sandbox was closed while it was starting")
 
     def _start_container(self) -> None:
         try:
@@ -549,21 +555,28 @@ class Sandbox:
             ) from exc
 
     def close(self) -> None:
-        """Remove the container (idempotent; safe from signal handlers and atexit)."""
+        """Remove the container (idempotent; safe from other threads, signal handlers and atexit).
+
+        A sandbox closed while it is being created is removed as soon as its container exists (the
+        start then fails), and a closed sandbox cannot be started again. The container stays registered
+        for the interpreter-exit cleanup until its removal has returned, so a removal cut short at exit
+        (a background thread) is done again there."""
+        self._closed = True
         if self.session is not None:
             self.session.close()
             self.session = None
-        container, self.container = self.container, None
+        container = self.container
         if container is None:
             return
-        with _LIVE_LOCK:
-            _LIVE.pop(container.id, None)
         try:
             container.remove(force=True)
         except NotFound:
             pass
-        except APIError:
+        except APIError:  # e.g. "removal already in progress" from a concurrent close
             pass
+        with _LIVE_LOCK:
+            _LIVE.pop(container.id, None)
+        self.container = None
 
     @property
     def id(self) -> str:

@@ -724,3 +724,24 @@ def test_run_empty_is_the_validation_before_run(docker_client) -> None:
     assert report.tests_status.FAIL_TO_PASS.failure == spec.FAIL_TO_PASS
     assert report.tests_status.PASS_TO_PASS.failure == []
     assert set(spec.PASS_TO_PASS) <= {t for t, s in outcome.statuses.items() if s == "PASSED"}
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_leaves_no_container_and_no_half_report(docker_client, tmp_path: Path, sig) -> None:
+    out = tmp_path / "runs"
+    run_id = f"interrupt-{sig.name.lower()}"
+    args = [*SRL, "evaluate", "-p", "gold", "--run-id", run_id, "--output-dir", str(out), "-w", "2",
+            "-i", f"{MARSHMALLOW},{CACHETOOLS}"]  # fmt: skip
+    proc = subprocess.Popen(args, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    flt = {"label": [f"srl-swe.run_id={run_id}", f"srl-swe.pid={proc.pid}"]}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not docker_client.api.containers(all=True, filters=flt):
+        time.sleep(0.02)
+    assert docker_client.api.containers(all=True, filters=flt), "no sandbox started before the deadline"
+    proc.send_signal(sig)
+    output = proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode == 130, output
+    assert not docker_client.api.containers(all=True, filters=flt)  # every sandbox removed at once
+    for path in out.glob(f"{run_id}/*/*/report.json"):
+        json.loads(path.read_text())  # whatever finished is complete

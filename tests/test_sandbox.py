@@ -247,6 +247,32 @@ def test_run_once_caps_output_and_reports_oom(docker_client, base_image):
         hog.close()
 
 
+def test_a_sandbox_closed_before_or_while_starting_leaves_no_container(docker_client, base_image):
+    # Ctrl-C closes every sandbox from the main thread, while a worker may be creating one
+    cfg = SandboxConfig(image=base_image, timeout=30)
+    early = Sandbox(cfg, client=docker_client)
+    early.close()
+    with pytest.raises(SandboxError, match="closed"):
+        early.run_once("true")
+    racing = Sandbox(cfg, client=docker_client)
+    real_create = docker_client.containers.create
+
+    def create_then_get_closed(**kwargs):
+        container = real_create(**kwargs)
+        racing.close()  # the close arrives while the create call is in flight
+        return container
+
+    class Containers:  # the client's collection, with the racing create
+        def __getattr__(self, name):
+            return create_then_get_closed if name == "create" else getattr(docker_client.containers, name)
+
+    racing.client = type("C", (), {"containers": Containers(), "images": docker_client.images,
+                                   "api": docker_client.api})()  # fmt: skip
+    with pytest.raises(SandboxError, match="closed while it was starting"):
+        racing.run_once("sleep 30")
+    assert not docker_client.api.containers(all=True, filters={"label": f"srl-swe.pid={os.getpid()}"})
+
+
 def test_unknown_image_says_how_to_build(docker_client):
     with pytest.raises(SandboxError, match="not on this machine"):
         Sandbox(SandboxConfig(image="srl-does-not-exist:1"), client=docker_client).start()
