@@ -620,13 +620,18 @@ class Sandbox:
     def _kill_all(self) -> None:
         """Signal every process of the session's user (not init): what a hung session leaves behind.
 
-        Under a fork bomb the pids cgroup may refuse the exec itself, so it is retried a few times."""
+        One pass of ``kill -9 -1`` can miss children a fork bomb makes meanwhile, so the signal is sent
+        again until a pass finds no process left (``kill`` then fails). Under a fork bomb the pids cgroup
+        may refuse the exec itself, so that is retried a few times."""
+        until_none_left = (
+            "n=0; while kill -9 -1 2>/dev/null; do n=$((n+1)); [ $n -ge 5000 ] && exit 1; done; exit 0"
+        )
         for _ in range(20):
             try:
-                res = self.container.exec_run(["sh", "-c", "kill -9 -1"], user=self.user or "root")
+                res = self.container.exec_run(["sh", "-c", until_none_left], user=self.user or "root")
             except APIError:
                 res = None
-            if res is not None and res.exit_code in (0, 1, 137):
+            if res is not None and res.exit_code == 0:
                 probe = self.container.exec_run(["sh", "-c", "echo ok"], user=self.user or "root")
                 if probe.exit_code == 0:
                     return
