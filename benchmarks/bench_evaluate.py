@@ -41,11 +41,15 @@ def _timed(argv: list[str], cwd: Path) -> float:
     return elapsed
 
 
-def _evaluate(out: Path, run_id: str, ids: list[str], workers: int) -> float:
+def _evaluate_argv(out: Path, run_id: str, ids: list[str], workers: int) -> list[str]:
     args = [*SRL, "evaluate", "-p", "gold", "--run-id", run_id, "--output-dir", str(out), "-w", str(workers)]
     for iid in ids:
         args += ["-i", iid]
-    return _timed(args, ROOT)
+    return args
+
+
+def _evaluate(out: Path, run_id: str, ids: list[str], workers: int) -> float:
+    return _timed(_evaluate_argv(out, run_id, ids, workers), ROOT)
 
 
 _CONTAINERS_CPU = Path("/sys/fs/cgroup/cpuacct/docker/cpuacct.usage")  # cgroup v1: all containers
@@ -157,19 +161,7 @@ def main() -> None:
             t0 = time.perf_counter()
             procs = [
                 subprocess.Popen(
-                    [
-                        *SRL,
-                        "evaluate",
-                        "-p",
-                        "gold",
-                        "--run-id",
-                        f"half{h}-{k}",
-                        "--output-dir",
-                        str(out),
-                        "-w",
-                        "1",
-                    ]
-                    + [a for iid in half for a in ("-i", iid)],
+                    _evaluate_argv(out, f"half{h}-{k}", half, 1),
                     cwd=ROOT,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,

@@ -581,8 +581,6 @@ def _remove_dead_temp_files(out_dir: Path) -> None:
 
 
 def _finished(job: Job) -> InstanceReport | None:
-    if job.out_dir.is_dir():
-        _remove_dead_temp_files(job.out_dir)
     report = read_report(job.out_dir)
     if report is None or report.patch_sha256 != job.prediction.patch_sha256:
         return None
@@ -814,6 +812,8 @@ def evaluate_predictions(
     finished: dict[tuple[str, str], InstanceReport] = {}
     todo: list[Job] = []
     for job in jobs:
+        if job.out_dir.is_dir():  # a killed earlier run of this run id may have left half-written files
+            _remove_dead_temp_files(job.out_dir)
         report = _finished(job)
         if report is not None:
             finished[(job.prediction.model_dir, job.prediction.instance_id)] = report

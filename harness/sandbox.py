@@ -79,6 +79,18 @@ class ExecResult(BaseModel):
         return self.exit_code == 0 and not self.timed_out
 
 
+def _limit_hit(*, oom: bool, pids: bool, timed_out: bool, truncated: bool) -> Limit | None:
+    """Which limit a command hit, the cause first: a fork bomb or a memory hog that then hangs is a
+    pids / oom case, not a timeout."""
+    if oom:
+        return "oom"
+    if pids:
+        return "pids"
+    if timed_out:
+        return "timeout"
+    return "output" if truncated else None
+
+
 def _bash_quote(text: str) -> str:
     """Quote `text` as a bash $'...' string (no process is spawned to decode it)."""
     out = ["$'"]
@@ -316,16 +328,12 @@ class ShellSession:
             rc = int(fields[1])
             counters = (int(fields[2]), int(fields[3])) if len(fields) >= 4 else self._counters
             raw, truncated = buf.result()
-            limit: Limit | None = None
-            # the cause first: a fork bomb or a memory hog that then hangs is a pids / oom case
-            if counters[0] > self._counters[0]:
-                limit = "oom"
-            elif counters[1] > self._counters[1]:
-                limit = "pids"
-            elif timed_out:
-                limit = "timeout"
-            elif truncated:
-                limit = "output"
+            limit = _limit_hit(
+                oom=counters[0] > self._counters[0],
+                pids=counters[1] > self._counters[1],
+                timed_out=timed_out,
+                truncated=truncated,
+            )
             if rc != 0 or timed_out:
                 self._counters = counters
             return ExecResult(
@@ -450,9 +458,7 @@ class Sandbox:
             rc = int(fields[0])
         oom = oom_killed or (len(fields) >= 3 and fields[1] not in (b"0", b""))
         pids = len(fields) >= 3 and fields[2] not in (b"0", b"")
-        limit: Limit | None = (
-            "oom" if oom else "pids" if pids else "timeout" if timed_out else "output" if truncated else None
-        )
+        limit = _limit_hit(oom=oom, pids=pids, timed_out=timed_out, truncated=truncated)
         return ExecResult(
             exit_code=-1 if timed_out else rc,
             output=raw.decode("utf-8", errors="replace"),

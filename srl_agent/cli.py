@@ -8,7 +8,6 @@ evaluate` not for the trajectory tools); `srl`, `srl --help` and an unknown comm
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 
 import typer
 
@@ -17,136 +16,66 @@ from srl_agent import __version__
 _ENV, _DATA, _LEARN = "Sandboxes and tasks", "Trajectories and data", "Evaluation, training and agents"
 
 
-def _doctor(app: typer.Typer) -> None:
-    from harness import cli_sandbox
-
-    app.command(
+# command name -> (module, attribute, help, help panel), in the order `srl --help` lists them; a Typer
+# attribute mounts as a command group, a function as a command. A bare module name: that module's
+# register() mounts the command (with its siblings: train and eval-steps come from one register()).
+_COMMANDS: dict[str, tuple[str, str, str, str] | str] = {
+    "doctor": (
+        "harness.cli_sandbox",
         "doctor",
-        help="Check Docker, the base image, disk and extras; start dockerd where it can.",
-        rich_help_panel=_ENV,
-    )(cli_sandbox.doctor)
-
-
-def _image(app: typer.Typer) -> None:
-    from harness import cli_sandbox
-
-    app.add_typer(
-        cli_sandbox.image_app,
-        name="image",
-        help="Build and prune the project's Docker images.",
-        rich_help_panel=_ENV,
-    )
-
-
-def _sandbox(app: typer.Typer) -> None:
-    from harness import cli_sandbox
-
-    app.add_typer(
-        cli_sandbox.sandbox_app,
-        name="sandbox",
-        help="Run commands in sandboxes; remove leftovers.",
-        rich_help_panel=_ENV,
-    )
-
-
-def _task(app: typer.Typer) -> None:
-    from harness import cli_task
-
-    app.add_typer(
-        cli_task.task_app,
-        name="task",
-        help="List, show, build, validate and mine repo tasks.",
-        rich_help_panel=_ENV,
-    )
-
-
-def _traj(app: typer.Typer) -> None:
-    from harness import cli_replay
-    from trajectories import cli as traj_cli
-
-    if "replay" not in {c.name for c in traj_cli.traj_app.registered_commands}:
-        traj_cli.traj_app.command(
-            "replay",
-            help="Replay an expert trajectory in a sandbox of its task; compare observations, diff, tests.",
-        )(cli_replay.replay)
-    app.add_typer(
-        traj_cli.traj_app,
-        name="traj",
-        help="Import, show and replay expert trajectories.",
-        rich_help_panel=_DATA,
-    )
-
-
-def _data(app: typer.Typer) -> None:
-    from trajectories import cli as traj_cli
-
-    app.add_typer(
-        traj_cli.data_app,
-        name="data",
-        help="Build step-wise SRL data sets from trajectories.",
-        rich_help_panel=_DATA,
-    )
-
-
-def _score(app: typer.Typer) -> None:
-    from harness import cli_score
-
-    app.command(
+        "Check Docker, the base image, disk and extras; start dockerd where it can.",
+        _ENV,
+    ),
+    "image": ("harness.cli_sandbox", "image_app", "Build and prune the project's Docker images.", _ENV),
+    "sandbox": ("harness.cli_sandbox", "sandbox_app", "Run commands in sandboxes; remove leftovers.", _ENV),
+    "task": ("harness.cli_task", "task_app", "List, show, build, validate and mine repo tasks.", _ENV),
+    "traj": ("trajectories.cli", "traj_app", "Import, show and replay expert trajectories.", _DATA),
+    "data": ("trajectories.cli", "data_app", "Build step-wise SRL data sets from trajectories.", _DATA),
+    "score": (
+        "harness.cli_score",
         "score",
-        help="Score predicted actions against the expert's (mean step reward).",
-        rich_help_panel=_DATA,
-    )(cli_score.score)
-
-
-def _evaluate(app: typer.Typer) -> None:
-    from harness import cli_eval
-
-    app.command(
+        "Score predicted actions against the expert's (mean step reward).",
+        _DATA,
+    ),
+    "evaluate": (
+        "harness.cli_eval",
         "evaluate",
-        help="Grade patches against their tasks' tests in sandboxes (SWE-bench format).",
-        rich_help_panel=_LEARN,
-    )(cli_eval.evaluate)
-
-
-def _learn(app: typer.Typer) -> None:
-    from srl_agent import cli_agent
-
-    cli_agent.register(app, panel=_LEARN)
-
-
-def _run(app: typer.Typer) -> None:
-    from srl_agent import cli_run
-
-    app.command(
+        "Grade patches against their tasks' tests in sandboxes (SWE-bench format).",
+        _LEARN,
+    ),
+    "train": "srl_agent.cli_agent",
+    "eval-steps": "srl_agent.cli_agent",
+    "run": (
+        "srl_agent.cli_run",
         "run",
-        help="Run the agent end to end on one task in a sandbox and grade its patch.",
-        rich_help_panel=_LEARN,
-    )(cli_run.run)
-
-
-def _demo(app: typer.Typer) -> None:
-    from srl_agent import demo
-
-    app.command(
-        "demo", help="The end-to-end demo on the bundled defaults (the main job).", rich_help_panel=_LEARN
-    )(demo.demo)
-
-
-# command name -> what mounts it (in the order `srl --help` lists them)
-COMMANDS: dict[str, Callable[[typer.Typer], None]] = {
-    "doctor": _doctor,
-    "image": _image,
-    "sandbox": _sandbox,
-    "task": _task,
-    "traj": _traj,
-    "data": _data,
-    "score": _score,
-    "evaluate": _evaluate,
-    "train": _learn,
-    "eval-steps": _learn,
-    "run": _run,
-    "demo": _demo,
+        "Run the agent end to end on one task in a sandbox and grade its patch.",
+        _LEARN,
+    ),
+    "demo": ("srl_agent.demo", "demo", "The end-to-end demo on the bundled defaults (the main job).", _LEARN),
 }
+
+
+def _mount(app: typer.Typer, name: str) -> None:
+    import importlib
+
+    entry = _COMMANDS[name]
+    if isinstance(entry, str):
+        importlib.import_module(entry).register(app, panel=_LEARN)
+        return
+    module, attribute, help_text, panel = entry
+    obj = getattr(importlib.import_module(module), attribute)
+    if isinstance(obj, typer.Typer):
+        if name == "traj":  # replay lives in harness (it needs sandboxes); it joins the traj group here
+            from harness.cli_replay import replay
+
+            if "replay" not in {c.name for c in obj.registered_commands}:
+                obj.command(
+                    "replay",
+                    help="Replay an expert trajectory in a sandbox of its task; compare observations, diff, tests.",
+                )(replay)
+        app.add_typer(obj, name=name, help=help_text, rich_help_panel=panel)
+    else:
+        app.command(name, help=help_text, rich_help_panel=panel)(obj)
 
 
 def _version(value: bool) -> None:
@@ -174,14 +103,14 @@ def build_app(only: str | None = None) -> typer.Typer:
         pretty_exceptions_show_locals=False,
     )
     root.callback()(_root)
-    if only == "":
-        mounts = []
-    elif only in COMMANDS:
-        mounts = [COMMANDS[only]]
-    else:
-        mounts = list(dict.fromkeys(COMMANDS.values()))
-    for mount in mounts:
-        mount(root)
+    names = [] if only == "" else [only] if only in _COMMANDS else list(_COMMANDS)
+    mounted: set[str] = set()
+    for name in names:
+        entry = _COMMANDS[name]
+        key = entry if isinstance(entry, str) else name  # one register() per module
+        if key not in mounted:
+            mounted.add(key)
+            _mount(root, name)
     return root
 
 

@@ -204,24 +204,28 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     _stage(report, "eval_base", "3/6 the base model on validation steps", lambda: measure(model_dir))
 
     lora = LoraOptions(enabled=cfg.lora, r=16, alpha=32)
+    # what the SFT and SRL stages share: the data, the budgets, the adapters, the logging
+    stage_common: dict[str, Any] = dict(
+        dataset=train_dir,
+        max_prompt_tokens=cfg.max_prompt_tokens,
+        max_completion_length=cfg.max_new_tokens,
+        lora=lora,
+        seed=cfg.seed,
+        report_to=["tensorboard"],
+        save_steps=10_000,
+        eval_split=None,
+    )
     sft_dir = out / "sft"
 
     def sft() -> dict[str, Any]:
         run_sft(
             SFTTrainConfig(
                 model=model_dir,
-                dataset=train_dir,
                 output_dir=sft_dir,
                 max_steps=cfg.scaled(cfg.sft_steps),
                 batch_size=cfg.sft_batch,
                 lr=cfg.sft_lr,
-                max_prompt_tokens=cfg.max_prompt_tokens,
-                max_completion_length=cfg.max_new_tokens,
-                lora=lora,
-                seed=cfg.seed,
-                report_to=["tensorboard"],
-                save_steps=10_000,
-                eval_split=None,
+                **stage_common,
             )
         )
         return {"steps": cfg.scaled(cfg.sft_steps), "history": _history(sft_dir), **measure(str(sft_dir))}
@@ -257,21 +261,14 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         run_srl(
             SRLTrainConfig(
                 model=str(sft_dir),
-                dataset=train_dir,
                 output_dir=srl_dir,
                 max_steps=cfg.scaled(cfg.srl_steps),
                 batch_size=cfg.srl_batch,
                 num_generations=cfg.srl_generations,
                 lr=cfg.srl_lr,
                 temperature=cfg.srl_temperature,
-                max_prompt_tokens=cfg.max_prompt_tokens,
-                max_completion_length=cfg.max_new_tokens,
-                lora=lora,
-                seed=cfg.seed,
-                report_to=["tensorboard"],
-                save_steps=10_000,
-                eval_split=None,
                 dynamic_sampling=DynamicSamplingOptions(max_refills=cfg.srl_max_refills),
+                **stage_common,
             )
         )
 

@@ -132,6 +132,15 @@ def play_chat_episode(
                          resolved=resolved, format_error=format_error, trajectory_path=str(path) if path else None)
 
 
+def _without_trailing_specials(ids: list[int], tokenizer: Any) -> list[int]:
+    """`ids` without the end-of-turn / padding tokens a backend appends after the answer."""
+    specials = set(tokenizer.all_special_ids)
+    end = len(ids)
+    while end and ids[end - 1] in specials:
+        end -= 1
+    return ids[:end]
+
+
 def model_generate(model: Any, tokenizer: Any, *, temperature: float, top_p: float = 1.0, top_k: int = 0,
                    max_new_tokens: int = 256) -> Generate:
     """A `Generate` over a transformers model: sample one answer, stop at the end of the first action."""
@@ -145,11 +154,7 @@ def model_generate(model: Any, tokenizer: Any, *, temperature: float, top_p: flo
                                  temperature=temperature if temperature > 0 else None, top_p=top_p,
                                  top_k=top_k, max_new_tokens=max_new_tokens, stop_strings=[STOP],
                                  tokenizer=tokenizer, pad_token_id=tokenizer.pad_token_id)
-        new = out[0, len(ids):].tolist()
-        specials = set(tokenizer.all_special_ids)
-        while new and new[-1] in specials:
-            new.pop()
-        return new, None
+        return _without_trailing_specials(out[0, len(ids):].tolist(), tokenizer), None
 
     return gen
 
@@ -166,18 +171,14 @@ def vllm_generate(generation: Any, tokenizer: Any, *, temperature: float, top_p:
     params = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k if top_k > 0 else -1,
                             max_tokens=max_new_tokens, stop=[STOP], include_stop_str_in_output=True, logprobs=0)
     lock = lock or threading.Lock()
-    specials = set(tokenizer.all_special_ids)
 
     def gen(ids: list[int]) -> tuple[list[int], list[float] | None]:
         with lock:
             out = generation.llm.generate([{"prompt_token_ids": ids}], params, use_tqdm=False)[0].outputs[0]
-        new = list(out.token_ids)
-        logprobs = [step[token].logprob for token, step in zip(new, out.logprobs or [], strict=False)]
-        if len(logprobs) != len(new):
-            logprobs = None
-        while new and new[-1] in specials:
-            new.pop()
-        return new, logprobs[: len(new)] if logprobs is not None else None
+        sampled = list(out.token_ids)
+        logprobs = [step[token].logprob for token, step in zip(sampled, out.logprobs or [], strict=False)]
+        new = _without_trailing_specials(sampled, tokenizer)
+        return new, logprobs[: len(new)] if len(logprobs) == len(sampled) else None
 
     return gen
 

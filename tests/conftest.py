@@ -14,6 +14,22 @@ import pytest
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> str:
+    """A tiny random causal LM (a real checkpoint directory), one per test module."""
+    from srl_agent.testing import build_tiny_model
+
+    return str(build_tiny_model(tmp_path_factory.mktemp("tiny")))
+
+
+@pytest.fixture(scope="module")
+def steps(tmp_path_factory) -> Path:
+    """A tiny step-wise SRL data set, one per test module."""
+    from srl_agent.testing import build_tiny_step_dataset
+
+    return build_tiny_step_dataset(tmp_path_factory.mktemp("steps") / "ds")
+
+
 def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

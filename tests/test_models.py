@@ -10,12 +10,6 @@ import pytest
 
 from srl_agent import models
 from srl_agent.models import ModelNotFoundError, load_model_and_tokenizer, load_tokenizer, resolve_model
-from srl_agent.testing import build_tiny_model
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
 
 
 def test_missing_dir_says_how_to_provide_a_model(tmp_path):

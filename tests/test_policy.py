@@ -18,7 +18,6 @@ from srl_agent.policy import (
     cut_after_first_action,
     load_policy,
 )
-from srl_agent.testing import build_tiny_model
 from trajectories.actions import format_answer, parse_answer, render_action
 from trajectories.schema import ToolCall, Trajectory
 
@@ -28,11 +27,6 @@ MSGS = [
     {"role": "system", "content": "You fix issues."},
     {"role": "user", "content": "Issue: parse() fails."},
 ]
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
 
 
 def _traj() -> Trajectory:

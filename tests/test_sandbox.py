@@ -286,20 +286,13 @@ def test_exception_inside_with_removes_container(docker_client, base_image):
     assert not [c for c in _labelled(docker_client) if c["Id"] == cid]
 
 
+def _sandbox_exec_argv(image: str, *command: str) -> list[str]:
+    return [sys.executable, "-m", "srl_agent.cli", "sandbox", "exec", "--image", image, "--", *command]
+
+
 def test_ctrl_c_on_sandbox_exec_leaves_no_container(docker_client, base_image):
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "srl_agent.cli",
-            "sandbox",
-            "exec",
-            "--image",
-            base_image,
-            "--",
-            "sleep",
-            "60",
-        ],
+        _sandbox_exec_argv(base_image, "sleep", "60"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -319,19 +312,7 @@ def test_ctrl_c_on_sandbox_exec_leaves_no_container(docker_client, base_image):
 
 def test_sandbox_exec_cli_exit_code(base_image):
     out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "srl_agent.cli",
-            "sandbox",
-            "exec",
-            "--image",
-            base_image,
-            "--",
-            "sh",
-            "-c",
-            "echo hi; exit 7",
-        ],
+        _sandbox_exec_argv(base_image, "sh", "-c", "echo hi; exit 7"),
         capture_output=True,
         text=True,
         timeout=60,

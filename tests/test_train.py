@@ -8,7 +8,6 @@ import math
 import pytest
 import torch
 
-from srl_agent.testing import build_tiny_model, build_tiny_step_dataset
 from srl_agent.train.config import (
     ConfigError,
     EvalStepsConfig,
@@ -20,16 +19,6 @@ from srl_agent.train.config import (
 )
 from trajectories.actions import format_answer
 from trajectories.schema import ToolCall
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return str(build_tiny_model(tmp_path_factory.mktemp("tiny")))
-
-
-@pytest.fixture(scope="module")
-def steps(tmp_path_factory):
-    return build_tiny_step_dataset(tmp_path_factory.mktemp("steps") / "ds")
 
 
 def _srl_config(tiny, steps, tmp_path, **kw) -> SRLTrainConfig:

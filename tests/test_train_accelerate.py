@@ -17,21 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from srl_agent.testing import build_tiny_model, build_tiny_step_dataset
 from srl_agent.train import ACCELERATE_CONFIGS
 
 MULTI_GPU = ACCELERATE_CONFIGS / "multi_gpu.yaml"
 MULTI_NODE = ACCELERATE_CONFIGS / "multi_node.yaml"
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return str(build_tiny_model(tmp_path_factory.mktemp("tiny")))
-
-
-@pytest.fixture(scope="module")
-def steps(tmp_path_factory):
-    return build_tiny_step_dataset(tmp_path_factory.mktemp("steps") / "ds")
 
 
 def _free_port() -> int:

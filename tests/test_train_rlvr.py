@@ -12,7 +12,6 @@ import json
 
 import pytest
 
-from srl_agent.testing import build_tiny_model
 from srl_agent.train.config import RLVRTrainConfig
 from trajectories.importers import load_trajectories
 
@@ -21,16 +20,9 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 TASK = "tkem__cachetools-387"
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return str(build_tiny_model(tmp_path_factory.mktemp("tiny")))
-
-
-def test_one_rlvr_step_with_sandboxed_episodes_runs_and_saves(tiny, docker_client, tmp_path):
-    from srl_agent.policy import TransformersPolicy
-    from srl_agent.train.rlvr import run_rlvr
-
-    cfg = RLVRTrainConfig(
+def _one_step(tiny: str, tmp_path, **overrides) -> RLVRTrainConfig:
+    """One RLVR step: one task group of two short episodes."""
+    return RLVRTrainConfig(
         model=tiny,
         instance_ids=[TASK],
         output_dir=tmp_path / "rlvr",
@@ -41,8 +33,15 @@ def test_one_rlvr_step_with_sandboxed_episodes_runs_and_saves(tiny, docker_clien
         max_completion_length=16,
         report_to=[],
         dynamic_sampling={"enabled": False},  # all -1 here; the step must still run and save
+        **overrides,
     )
-    out = run_rlvr(cfg)
+
+
+def test_one_rlvr_step_with_sandboxed_episodes_runs_and_saves(tiny, docker_client, tmp_path):
+    from srl_agent.policy import TransformersPolicy
+    from srl_agent.train.rlvr import run_rlvr
+
+    out = run_rlvr(_one_step(tiny, tmp_path))
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 1
     logged = state["log_history"][0]
@@ -78,21 +77,7 @@ def test_rlvr_rollouts_generate_through_the_colocated_vllm_engine(tiny, docker_c
     pytest.importorskip("vllm")
     from srl_agent.train.rlvr import run_rlvr
 
-    cfg = RLVRTrainConfig(
-        model=tiny,
-        instance_ids=[TASK],
-        output_dir=tmp_path / "rlvr",
-        max_steps=1,
-        batch_size=1,
-        num_generations=2,
-        max_turns=2,
-        max_completion_length=16,
-        report_to=[],
-        device="cpu",
-        use_vllm=True,
-        dynamic_sampling={"enabled": False},
-    )
-    out = run_rlvr(cfg)
+    out = run_rlvr(_one_step(tiny, tmp_path, device="cpu", use_vllm=True))
     logged = json.loads((out / "trainer_state.json").read_text())["log_history"][0]
     assert logged["reward"] == -1.0
     # the episodes' answers came from vLLM with their sampling logprobs: TRL measured the engine/policy gap
