@@ -646,9 +646,9 @@ class _LiveSandboxes:
                     self._open.discard(sb)
 
         thread = threading.Thread(target=close, name="srl-eval-close", daemon=True)
-        with self._lock:
+        with self._lock:  # started before it is listed: a concurrent drain() may join it at once
+            thread.start()
             self._closing.append(thread)
-        thread.start()
 
     def drain(self) -> None:
         """Wait until every released sandbox is gone."""
