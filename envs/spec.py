@@ -254,9 +254,54 @@ class TaskSpec(BaseModel):
         """Bash run in /testbed while building the instance image (offline, wheelhouse only)."""
         lines = ["set -euxo pipefail", f"cd {TESTBED}"]
         lines += list(self.env.install)
+        lines += self._warm_script()
         # Installing must not leave the tree dirty (egg-info and friends are git-ignored or removed).
         lines.append("git status --porcelain --untracked-files=no")
         return "\n".join(lines) + "\n"
+
+    def _warm_script(self) -> list[str]:
+        """Bash that stores compiled bytecode in the image, so a test run does not redo it each time.
+
+        Byte-compiling is a large part of a short test run (marshmallow's four test files: 1.3 s from a
+        fresh tree, 0.8 s with the bytecode in place), and every sandbox starts from the image's tree.
+        The tree is byte-compiled; then, for pytest, the test files are collected once with the test
+        patch applied, which stores pytest's assertion-rewritten modules in the version the grader runs
+        (pytest 9.2, the bundled tasks' version, checks them by source hash, so re-applying the same test
+        patch at grading time finds them valid; older versions check the file's mtime, and there only the
+        test files the test patch leaves alone keep theirs).
+        Bytecode is git-ignored locally (``.git/info/exclude``) so it never shows up in a diff. Nothing
+        here can fail the build: a file that does not compile is compiled when imported, as before.
+        """
+        lines = [
+            'x=$(git rev-parse --git-path info/exclude) && mkdir -p "$(dirname "$x")" && '
+            "printf '%s\\n' '__pycache__/' '*.py[cod]' >> \"$x\" || true",
+            "python -m compileall -q -j 0 . >/dev/null 2>&1 || true",
+        ]
+        files = self.tests_to_run()
+        if "pytest" not in self.test_command() or not files:
+            return lines
+        if self.test_patch.strip():
+            delim = self._test_patch_delimiter()
+            lines.append(f"git apply - <<'{delim}' || true\n{self.test_patch}{delim}")
+        quoted = " ".join(shlex.quote(f) for f in files)
+        lines.append(
+            "timeout 600 python -m pytest --collect-only -q -p no:cacheprovider "
+            f"{quoted} >/dev/null 2>&1 || true"
+        )
+        if self.test_patch.strip():
+            lines.append(self._reset_test_files())
+        return lines
+
+    def _test_patch_delimiter(self) -> str:
+        return "EOF_SRL_TEST_PATCH_" + hashlib.sha256(self.test_patch.encode()).hexdigest()[:12]
+
+    def _reset_test_files(self) -> str:
+        """Bash: the files the test patch touches back to the base commit (or gone, if it creates them)."""
+        quoted = " ".join(shlex.quote(f) for f in self.test_files)
+        return (
+            f'for f in {quoted}; do if git cat-file -e {self.base_commit}:"$f" 2>/dev/null; '
+            f'then git checkout -q {self.base_commit} -- "$f"; else rm -f "$f"; fi; done'
+        )
 
     def eval_script(self, run_tests: bool = True) -> str:
         """Bash that grades whatever is in /testbed: reset the test files, apply the test patch, run tests.
@@ -265,17 +310,12 @@ class TaskSpec(BaseModel):
         `TEST_OUTPUT_START` and `TEST_OUTPUT_END`; the test files are restored afterwards so the
         tree holds only the candidate patch again.
         """
-        base = self.base_commit
         files = self.test_files
-        quoted = " ".join(shlex.quote(f) for f in files)
-        delim = "EOF_SRL_TEST_PATCH_" + hashlib.sha256(self.test_patch.encode()).hexdigest()[:12]
+        delim = self._test_patch_delimiter()
         lines = ["set -uo pipefail", f"cd {TESTBED}"]
         if files:
             # Files the test patch touches: back to base (or gone, when the patch creates them).
-            lines.append(
-                f'for f in {quoted}; do if git cat-file -e {base}:"$f" 2>/dev/null; '
-                f'then git checkout -q {base} -- "$f"; else rm -f "$f"; fi; done'
-            )
+            lines.append(self._reset_test_files())
             lines.append(f"git apply -v - <<'{delim}'\n{self.test_patch}{delim}")
             lines.append('if [ $? -ne 0 ]; then echo ">>>>> Test patch failed to apply"; exit 3; fi')
         if run_tests:
@@ -284,10 +324,7 @@ class TaskSpec(BaseModel):
             lines.append("rc=$?")
             lines.append(f'echo "{TEST_OUTPUT_END} (exit $rc)"')
         if files:
-            lines.append(
-                f'for f in {quoted}; do if git cat-file -e {base}:"$f" 2>/dev/null; '
-                f'then git checkout -q {base} -- "$f"; else rm -f "$f"; fi; done'
-            )
+            lines.append(self._reset_test_files())
         if run_tests:
             lines.append("exit $rc")
         return "\n".join(lines) + "\n"

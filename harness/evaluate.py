@@ -9,9 +9,10 @@ read of the JUnit file. The time spent preparing counts against the test timeout
    ``git apply --3way``, then ``patch --fuzz`` (dry run first, so it never half-applies), then, when
    normalising changed it, ``git apply`` of the original bytes. Every attempt is logged; files an
    attempt touched are restored before the next. Nothing applies -> ``patch_failed``.
-2. Files the test patch touches, and test files (tests/, test_*.py, *_test.py, conftest.py) the
-   candidate touched, go back to the base commit (or away, when the candidate created them); then the
-   test patch is applied. A patch cannot edit the tests that judge it.
+2. Files the test patch touches, and test files (tests/, test_*.py, *_test.py, conftest.py) and
+   bytecode (``__pycache__/``, ``*.pyc``) the candidate touched, go back to the base commit (or away,
+   when the candidate created them); then the test patch is applied. A patch cannot edit the tests that
+   judge it.
 3. The test command runs with a wall-clock limit. For pytest, ``PYTEST_ADDOPTS`` adds ``-rA`` and
    ``--junitxml`` to a random path outside the repository; the harness reads that file back and
    cross-checks it, the log and the exit code (`harness.grading.cross_check`).
@@ -93,11 +94,17 @@ def touched_paths(patch: str) -> list[str]:
     return out
 
 
+_BYTECODE_RE = re.compile(r"(^|/)__pycache__/|\.py[cod]$")
+
+
 def paths_to_reset(model_patch: str, test_patch: str) -> list[str]:
-    """Files restored to the base commit before the test patch: its own files and the test files the
-    candidate touched."""
+    """Files restored to the base commit before the test patch: its own files, and the test files and
+    bytecode files the candidate touched (a planted ``__pycache__`` file could stand in for a test module
+    whose source it does not change: the instance images ship the tests' compiled modules)."""
     out = touched_paths(test_patch)
-    out += [p for p in touched_paths(model_patch) if is_test_path(p) and p not in out]
+    out += [
+        p for p in touched_paths(model_patch) if (is_test_path(p) or _BYTECODE_RE.search(p)) and p not in out
+    ]
     return out
 
 

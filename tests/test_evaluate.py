@@ -55,6 +55,18 @@ def test_touched_paths_and_reset() -> None:
     test = "diff --git a/tests/test_y.py b/tests/test_y.py\n--- a/tests/test_y.py\n+++ b/tests/test_y.py\n"
     assert touched_paths(model) == ["src/m.py", "conftest.py", "tests/test_x.py"]
     assert paths_to_reset(model, test) == ["tests/test_y.py", "conftest.py", "tests/test_x.py"]
+    planted = (
+        "diff --git a/tests/__pycache__/test_y.cpython-311-pytest-9.2.0.pyc "
+        "b/tests/__pycache__/test_y.cpython-311-pytest-9.2.0.pyc\nnew file mode 100644\nGIT binary patch\n"
+        "diff --git a/src/__pycache__/m.cpython-311.pyc b/src/__pycache__/m.cpython-311.pyc\n"
+        "diff --git a/src/legacy.pyc b/src/legacy.pyc\n"
+    )
+    assert paths_to_reset(planted, test) == [
+        "tests/test_y.py",
+        "tests/__pycache__/test_y.cpython-311-pytest-9.2.0.pyc",
+        "src/__pycache__/m.cpython-311.pyc",
+        "src/legacy.pyc",
+    ]
     spaced = "diff --git a/my file.py b/my file.py\n--- a/my file.py\t2024-01-01\n+++ b/my file.py\n"
     assert touched_paths(spaced) == ["my file.py"]
     evil = "--- a/../../etc/passwd\n+++ /etc/passwd\n--- a/ok.py\n"
@@ -232,6 +244,23 @@ def test_model_cannot_edit_the_tests(repo: Path) -> None:
         repo / "tests" / "test_a.py"
     ).read_text() == "def test_a():\n    assert True\n    assert 1 + 1 == 2\n"
     assert not (repo / "conftest.py").exists()
+
+
+def test_model_cannot_plant_bytecode(repo: Path) -> None:
+    """A compiled module the candidate adds (binary diff) is removed before the tests run: it could
+    stand in for a test module, since instance images ship the tests' compiled modules."""
+    planted = repo / "__pycache__" / "test_root.cpython-311-pytest-9.2.0.pyc"  # for a ./test_root.py
+    planted.parent.mkdir()
+    planted.write_bytes(bytes(range(256)))
+    (repo / "a.txt").write_text("changed\n")
+    _git(repo, "add", "-A", "--force")
+    model = _git(repo, "diff", "--cached", "--binary")
+    _git(repo, "reset", "-q", "--hard")  # removes the planted file too
+    assert not planted.exists() and "GIT binary patch" in model
+    rc, out = _prepare(repo, model)
+    assert rc == 0, out
+    assert (repo / "a.txt").read_text() == "changed\n"
+    assert not planted.exists()
 
 
 def test_test_patch_failure_has_its_own_exit(repo: Path) -> None:

@@ -77,6 +77,22 @@ def test_instance_repo_hides_everything_after_base(spec, built, docker_client):
         assert sb.exec("touch x && rm x").exit_code == 0
 
 
+def test_instance_image_ships_compiled_modules(spec, built, docker_client):
+    """The tree's bytecode and pytest's rewritten test modules, in the test-patched version the grader
+    runs, are in the image and git-ignored: grading applies the test patch and compiles nothing again."""
+    with Sandbox(SandboxConfig(image=built, workdir="/testbed", timeout=120), client=docker_client) as sb:
+        assert sb.exec("git status --porcelain").output == ""
+        shipped = sb.exec("find . -name '*.pyc' | sort").output.split()
+        assert "./src/cachetools/__pycache__/__init__.cpython-311.pyc" in shipped
+        rewritten = [p for p in shipped if "/tests/__pycache__/test_cachedmethod.cpython-311-pytest-" in p]
+        assert len(rewritten) == 1, shipped
+        assert sb.exec("touch /tmp/before").exit_code == 0
+        res = sb.run(spec.eval_script(), timeout=120)
+        assert " passed" in res.output and "AutospecTest" in res.output, res.output[-2000:]
+        assert sb.exec("find . -name '*.pyc' -newer /tmp/before").output.split() == []
+        assert sb.exec("git status --porcelain").output == ""
+
+
 def test_missing_commit_and_missing_repo_are_clear_errors(spec, docker_client, base_image, tmp_path):
     bad_commit = spec.model_copy(update={"base_commit": "0123456789" * 4, "instance_id": "bad-commit"})
     with pytest.raises(
