@@ -681,8 +681,11 @@ def _run_pool(
     """The local backend: up to ``max_workers`` sandboxes at once, driven by threads (the work itself
     runs in the containers, so threads are enough and start instantly)."""
     from harness.docker_env import get_client
+    from harness.sandbox import prewarm_netns
 
     client = get_client()
+    if len(jobs) > config.max_workers:  # each worker starts several sandboxes: worth a namespace each
+        prewarm_netns(client, config.max_workers)
     remove_stale_sandboxes(client, run_id)
     live = _LiveSandboxes()
 

@@ -69,9 +69,25 @@ def pytest_sessionfinish(session, exitstatus):
         client.ping()
     except Exception:
         return
+    import sys
+
+    if "harness.sandbox" in sys.modules:  # this process's idle network namespaces go now, not at exit
+        sys.modules["harness.sandbox"].close_netns_pool()
     left = client.api.containers(all=True, filters={"label": ["srl-swe", f"srl-swe.pid={os.getpid()}"]})
     for c in left:
         client.api.remove_container(c["Id"], force=True)
     if left:
         print(f"\nERROR: {len(left)} container(s) labelled srl-swe were left by the tests (now removed)")
         session.exitstatus = 1
+
+
+def _sandboxes_left(client, *label_filters: str) -> list[dict]:
+    found = client.api.containers(all=True, filters={"label": ["srl-swe", *label_filters]})
+    return [c for c in found if (c.get("Labels") or {}).get("srl-swe.kind") != "netns"]
+
+
+@pytest.fixture()
+def sandboxes_left():
+    """`sandboxes_left(client, *label_filters)`: labelled containers besides this process's idle offline
+    network namespaces (kept for reuse until exit; see `harness.sandbox._NetnsPool`)."""
+    return _sandboxes_left

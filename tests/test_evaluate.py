@@ -503,7 +503,7 @@ def _preds(tmp_path: Path, rows: list[tuple[str, str | None]], model: str = "tes
 
 
 @pytest.mark.docker
-def test_gold_patches_resolve_every_bundled_task(docker_client, tmp_path: Path) -> None:
+def test_gold_patches_resolve_every_bundled_task(docker_client, tmp_path: Path, sandboxes_left) -> None:
     result = evaluate_predictions(
         EvaluateConfig(predictions="gold", output_dir=tmp_path, run_id="gold-test", max_workers=2)
     )
@@ -516,7 +516,7 @@ def test_gold_patches_resolve_every_bundled_task(docker_client, tmp_path: Path) 
         body = json.loads((tmp_path / "gold-test" / "gold" / report.instance_id / "report.json").read_text())
         assert body[report.instance_id]["resolved"] is True
         assert (tmp_path / "gold-test" / "gold" / report.instance_id / "test_output.txt").stat().st_size > 0
-    assert not docker_client.containers.list(all=True, filters={"label": f"srl-swe.pid={os.getpid()}"})
+    assert not sandboxes_left(docker_client, f"srl-swe.pid={os.getpid()}")
 
 
 @pytest.mark.docker
@@ -654,7 +654,7 @@ def _bundle_git(tmp_path: Path) -> Path:
 
 
 @pytest.mark.docker
-def test_hanging_test_times_out_and_run_goes_on(docker_client, tmp_path: Path) -> None:
+def test_hanging_test_times_out_and_run_goes_on(docker_client, tmp_path: Path, sandboxes_left) -> None:
     spec = _task(CACHETOOLS)
     hang = spec.patch.replace("+            pass\n", '+            __import__("time").sleep(3600)\n', 1)
     assert hang != spec.patch
@@ -666,7 +666,7 @@ def test_hanging_test_times_out_and_run_goes_on(docker_client, tmp_path: Path) -
     assert by_id[CACHETOOLS].status == "timeout" and by_id[CACHETOOLS].timed_out
     assert not by_id[CACHETOOLS].resolved
     assert by_id[MARSHMALLOW].status == "resolved"
-    assert not docker_client.containers.list(all=True, filters={"label": f"srl-swe.pid={os.getpid()}"})
+    assert not sandboxes_left(docker_client, f"srl-swe.pid={os.getpid()}")
 
 
 @pytest.mark.docker

@@ -196,7 +196,8 @@ def once(docker_client, base_image):
     s.close()
 
 
-def test_run_once_output_exit_code_user_and_files(once, docker_client):
+def test_run_once_output_exit_code_user_and_files(once, docker_client, base_image):
+    _warm_pool(docker_client, base_image, 1)
     r = once.run_once("cd /tmp && echo out; echo err >&2; id -u; echo kept > f; exit 3")
     assert r.output == "out\nerr\n1000\n" and r.exit_code == 3
     assert not r.timed_out and r.limit is None and r.output_bytes == len(r.output)
@@ -206,7 +207,10 @@ def test_run_once_output_exit_code_user_and_files(once, docker_client):
     assert once.container.status == "exited"
     assert once.read_file("/tmp/f") == b"kept\n"  # the stopped container's files are still readable
     assert once.container.attrs["HostConfig"]["PidsLimit"] == 64
-    assert once.container.attrs["HostConfig"]["NetworkMode"] == "none"
+    # no network: it joined an idle offline namespace of this process (its holder has network "none")
+    mode = once.container.attrs["HostConfig"]["NetworkMode"]
+    holder = docker_client.api.inspect_container(mode.removeprefix("container:"))
+    assert holder["HostConfig"]["NetworkMode"] == "none" and holder["Config"]["Labels"]["srl-swe.kind"] == "netns"
     assert once.container.labels["srl-swe"] == "1"
     with pytest.raises(SandboxError, match="already started"):
         once.run_once("true")
@@ -247,7 +251,7 @@ def test_run_once_caps_output_and_reports_oom(docker_client, base_image):
         hog.close()
 
 
-def test_a_sandbox_closed_before_or_while_starting_leaves_no_container(docker_client, base_image):
+def test_a_sandbox_closed_before_or_while_starting_leaves_no_container(docker_client, base_image, sandboxes_left):
     # Ctrl-C closes every sandbox from the main thread, while a worker may be creating one
     cfg = SandboxConfig(image=base_image, timeout=30)
     early = Sandbox(cfg, client=docker_client)
@@ -270,7 +274,7 @@ def test_a_sandbox_closed_before_or_while_starting_leaves_no_container(docker_cl
                                    "api": docker_client.api})()  # fmt: skip
     with pytest.raises(SandboxError, match="closed while it was starting"):
         racing.run_once("sleep 30")
-    assert not docker_client.api.containers(all=True, filters={"label": f"srl-swe.pid={os.getpid()}"})
+    assert not sandboxes_left(docker_client, f"srl-swe.pid={os.getpid()}")
 
 
 def test_unknown_image_says_how_to_build(docker_client):
@@ -334,3 +338,129 @@ def test_daemon_unreachable_is_reported_quickly(tmp_path):
     assert time.monotonic() - t0 < 5 + 3  # + interpreter start
     assert out.returncode != 0
     assert "not reachable" in out.stderr and "srl doctor" in out.stderr
+
+
+# ------------------------------------------------------------------ offline network namespaces (pool)
+
+
+def _netns(sb: Sandbox) -> str:
+    return sb.exec("readlink /proc/self/ns/net").output.strip()
+
+
+def _warm_pool(client, image: str, n: int) -> None:
+    """Until this process has `n` idle offline namespaces (a sandbox that finds none idle has one made
+    in the background for the next)."""
+    from harness.sandbox import _NETNS
+
+    deadline = time.monotonic() + 60
+    while len(_NETNS._idle) < n:
+        assert time.monotonic() < deadline, "no idle namespace was made"
+        with Sandbox(SandboxConfig(image=image, timeout=30), client=client), Sandbox(
+            SandboxConfig(image=image, timeout=30), client=client
+        ):
+            time.sleep(0.3)
+
+
+def test_offline_namespace_is_reused_but_never_shared_at_once(docker_client, base_image):
+    cfg = SandboxConfig(image=base_image, timeout=30)
+    _warm_pool(docker_client, base_image, 2)
+    with Sandbox(cfg, client=docker_client) as a, Sandbox(cfg, client=docker_client) as b:
+        first, second = _netns(a), _netns(b)
+        for sb in (a, b):
+            assert sb.container.attrs["HostConfig"]["NetworkMode"].startswith("container:")
+        assert first != second  # two running sandboxes: two namespaces (no shared loopback, no port clash)
+        for sb in (a, b):
+            # no network: loopback only, nothing outside is reachable
+            assert sb.exec("tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '").output.split() == ["lo"]
+            probe = "python3 -c 'import socket; socket.create_connection((\"1.1.1.1\", 80), timeout=3)'"
+            assert sb.exec(probe).exit_code != 0
+        # both listen on the same port at once
+        listen = "python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 8765)); s.listen()' && echo ok"
+        assert a.exec(listen).output == "ok\n" and b.exec(listen).output == "ok\n"
+    # a namespace whose sandbox is gone is lent again
+    with Sandbox(cfg, client=docker_client) as c:
+        assert _netns(c) in {first, second}
+    # a sandbox whose commands run as root gets a namespace of its own ("none")
+    with Sandbox(cfg.model_copy(update={"user": "root"}), client=docker_client) as r:
+        assert r.container.attrs["HostConfig"]["NetworkMode"] == "none"
+        assert _netns(r) not in {first, second}
+    # so does one that asks for it
+    with Sandbox(cfg.model_copy(update={"reuse_netns": False}), client=docker_client) as own:
+        assert own.container.attrs["HostConfig"]["NetworkMode"] == "none"
+
+
+def test_a_removed_namespace_holder_is_replaced(docker_client, base_image):
+    cfg = SandboxConfig(image=base_image, timeout=30)
+    _warm_pool(docker_client, base_image, 1)
+    with Sandbox(cfg, client=docker_client) as a:
+        holder = a.container.attrs["HostConfig"]["NetworkMode"].removeprefix("container:")
+    docker_client.api.remove_container(holder, force=True)  # e.g. `srl sandbox gc --all` meanwhile
+    with Sandbox(cfg, client=docker_client) as b:
+        assert b.exec("echo fine").output == "fine\n"
+        assert holder not in b.container.attrs["HostConfig"]["NetworkMode"]
+
+
+_POOL_USER = """
+import sys, time
+from harness.sandbox import Sandbox, SandboxConfig
+from harness.sandbox import _NETNS
+for _ in range(2):  # the second sandbox of a process has a namespace made for the next one
+    with Sandbox(SandboxConfig(image=sys.argv[1], timeout=30)) as sb:
+        sb.exec("true")
+while not _NETNS._idle:  # the namespace made meanwhile for the next sandbox
+    time.sleep(0.05)
+print("idle", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize("how", ["exit", "sigkill"])
+def test_namespace_holders_go_with_their_process(docker_client, base_image, how):
+    """At exit they are removed; after a SIGKILL (no exit handler runs) the daemon closes the holder's
+    stdin, which ends it, and it removes itself."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _POOL_USER, base_image, "0" if how == "exit" else "300"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline() == "idle\n"
+        holders = _labelled(docker_client, pid=proc.pid, kind="netns")
+        if how == "sigkill":
+            assert len(holders) == 1  # the idle namespace, kept for the next sandbox
+            proc.kill()
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and _labelled(docker_client, pid=proc.pid):
+            time.sleep(0.2)
+        assert not _labelled(docker_client, pid=proc.pid)
+    finally:
+        proc.kill()
+
+
+_FORKING = """
+import os, sys, time
+from harness.sandbox import _LIVE, _NETNS, Sandbox, SandboxConfig
+for _ in range(2):
+    with Sandbox(SandboxConfig(image=sys.argv[1], timeout=30)) as sb:
+        sb.exec("true")
+while not _NETNS._idle:
+    time.sleep(0.05)
+holder = _NETNS._idle[0]
+kept = Sandbox(SandboxConfig(image=sys.argv[1], timeout=30)).start()
+pid = os.fork()
+if pid == 0:  # the child owns nothing of the parent's, and its exit handlers remove nothing
+    sys.exit(0 if not _NETNS._idle and not _LIVE else 3)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, status
+assert kept.exec("echo alive").output == "alive\\n"
+kept.close()
+assert holder.running()
+print("ok", flush=True)
+"""
+
+
+def test_a_forked_child_leaves_the_parents_sandboxes_and_namespaces_alone(base_image):
+    out = subprocess.run([sys.executable, "-c", _FORKING, base_image], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout == "ok\n", out.stderr[-2000:]
+
