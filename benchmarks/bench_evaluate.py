@@ -1,9 +1,9 @@
 """Benchmark `srl evaluate` on the bundled tasks with warm images (one run, ~1-2 minutes).
 
 1. Overhead ratio: wall time of the full `srl evaluate` CLI for one instance (marshmallow-1867, gold)
-   over `docker run --rm <instance image> bash -c "<git apply gold patch; git apply test patch; same test
-   command>"` via the docker CLI (the same tests on the same tree). Target <= 1.5.
-   Median of nine runs each, the two interleaved, after one warm-up run each.
+   over `docker run --rm <instance image> bash -c "<same test command>"` via the docker CLI. Target <= 1.5.
+   Also against the stricter baseline that runs the same tests on the same tree (`git apply` of the gold
+   patch and the test patch first). Median of nine runs each, interleaved, after one warm-up run each.
 2. Parallel speed-up: 6 instances (gold) with `--max-workers 2` vs `--max-workers 1`. Target >= 1.6.
    Median of four runs each, in the order 1 2 2 1 1 2 2 1.
    2b. The machine's ceiling for the same work: the two halves as two independent `-w 1` processes at
@@ -103,42 +103,38 @@ def main() -> None:
     one = next(t for t in tasks if t.instance_id == ONE)
     out = Path(tempfile.mkdtemp(prefix="srl-bench-eval-"))
     try:
-        # 1. overhead ratio. The baseline runs the same tests on the same tree: gold patch and test patch
-        # applied, then the test command (the image ships pytest's rewritten test modules for the
-        # test-patched files, so running the bare command on the base tree would recompile them and make
-        # the baseline slower than the grader)
+        # 1. overhead ratio, against two baselines. (a) as the issue defines it: the bare test command on
+        # the image's tree. (b) the same tests on the same tree: gold patch and test patch applied first.
+        # The image ships pytest's rewritten test modules for the test-patched files, so (a) recompiles
+        # them and the grader does not: (b) is the stricter comparison, and both are reported.
         same_tree = (
             f"git apply - <<'EOF_GOLD'\n{one.patch}EOF_GOLD\n"
             f"git apply - <<'EOF_TEST'\n{one.test_patch}EOF_TEST\n{one.test_command()}"
         )
-        docker_cmd = [
-            "docker",
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "-w",
-            "/testbed",
-            images[ONE],
-            "bash",
-            "-c",
-            same_tree,
-        ]
-        # warm-ups, not counted: the page cache for both, byte-compiled modules for srl
-        _timed(docker_cmd, ROOT)
+        docker = ["docker", "run", "--rm", "--network", "none", "-w", "/testbed", images[ONE], "bash", "-c"]
+        bare_cmd, same_cmd = [*docker, one.test_command()], [*docker, same_tree]
+        # warm-ups, not counted: the page cache for all, byte-compiled modules for srl
+        _timed(bare_cmd, ROOT)
+        _timed(same_cmd, ROOT)
         _evaluate(out, "one-warm", [ONE], 1)
-        # interleaved, so that load from other processes of a shared machine hits both alike; nine pairs
+        # interleaved, so that load from other processes of a shared machine hits all alike; nine rounds
         # and their medians (single runs on this machine vary by +-30 %)
-        base_runs, full_runs = [], []
+        bare_runs, base_runs, full_runs = [], [], []
         for i in range(9):
-            base_runs.append(_timed(docker_cmd, ROOT))
+            bare_runs.append(_timed(bare_cmd, ROOT))
+            base_runs.append(_timed(same_cmd, ROOT))
             full_runs.append(_evaluate(out, f"one-{i}", [ONE], 1))
-        baseline, full = statistics.median(base_runs), statistics.median(full_runs)
-        ratio = full / baseline
-        spread = f"srl {min(full_runs):.2f}-{max(full_runs):.2f} s, docker {min(base_runs):.2f}-{max(base_runs):.2f} s"
+        bare, baseline = statistics.median(bare_runs), statistics.median(base_runs)
+        full = statistics.median(full_runs)
+        ratio, ratio_same = full / bare, full / baseline
+        spread = (
+            f"srl {min(full_runs):.2f}-{max(full_runs):.2f} s, docker bare {min(bare_runs):.2f}-"
+            f"{max(bare_runs):.2f} s, same tree {min(base_runs):.2f}-{max(base_runs):.2f} s"
+        )
         print(
-            f"(1) one instance: srl evaluate {full:.2f} s, docker run {baseline:.2f} s, ratio {ratio:.2f} "
-            f"(target <= 1.5); ranges {spread}",
+            f"(1) one instance: srl evaluate {full:.2f} s; docker run of the test command {bare:.2f} s: ratio "
+            f"{ratio:.2f} (target <= 1.5); docker run with the patches applied first {baseline:.2f} s: ratio "
+            f"{ratio_same:.2f}; ranges {spread}",
             flush=True,
         )
 
@@ -199,8 +195,10 @@ def main() -> None:
     block = (
         f"\n## bench_evaluate ({time.strftime('%Y-%m-%d')})\n\nMachine: {_machine()}; warm images.\n\n"
         "| measure | result | target |\n| --- | --- | --- |\n"
-        f"| overhead: `srl evaluate` 1 instance / `docker run` same tests | {full:.2f} s / {baseline:.2f} s = "
-        f"**{ratio:.2f}** ({spread}) | <= 1.5 |\n"
+        f"| overhead: `srl evaluate` 1 instance / `docker run` of the test command | {full:.2f} s / {bare:.2f} s "
+        f"= **{ratio:.2f}** ({spread}) | <= 1.5 |\n"
+        f"| stricter: / `docker run` applying gold + test patch, then the tests | {full:.2f} s / "
+        f"{baseline:.2f} s = **{ratio_same:.2f}** | |\n"
         f"| speed-up: 6 instances, `-w 2` vs `-w 1` | {serial:.1f} s / {parallel:.1f} s = **{speedup:.2f}** "
         f"(containers got {cores} cores) | >= 1.6 |\n"
         f"| ceiling: the two halves as two independent `-w 1` processes at once | {serial:.1f} s / "

@@ -642,12 +642,17 @@ class Sandbox:
             duration = time.monotonic() - start
             rc = api.wait(self.container.id, timeout=30)["StatusCode"]
             self._release_netns()  # its processes are gone
-            oom_killed = bool(api.inspect_container(self.container.id)["State"].get("OOMKilled"))
         except BaseException:
             self.close()
             raise
         raw, truncated = buf.result()
         head, found, trailer = raw.rpartition(f"\n{token} ".encode())
+        oom_killed = False
+        if not found:  # the main shell itself was killed (no status line with the cgroup's counters)
+            try:
+                oom_killed = bool(self.client.api.inspect_container(self.container.id)["State"].get("OOMKilled"))
+            except (NotFound, APIError):
+                pass
         fields = trailer.split() if found else []
         total = buf.total
         if found:
