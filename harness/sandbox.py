@@ -423,6 +423,10 @@ class _Holder:
             self.client.api.remove_container(self.id, force=True)
         except (NotFound, APIError):
             pass
+        self.close_stdin()
+
+    def close_stdin(self) -> None:
+        """This process's end of the holder's stdin (the last one closed ends the holder)."""
         try:
             self._stdin.close()
         except (AttributeError, OSError):
@@ -529,14 +533,10 @@ class _NetnsPool:
         for holder in holders:
             holder.remove()
 
-
     def forget(self) -> None:
         """In a forked child: the parent's holders are the parent's (never lent here, never removed here)."""
         for holder in self._all.values():
-            try:
-                holder._stdin.close()  # the child's copy only: the parent's stays open
-            except (AttributeError, OSError):
-                pass
+            holder.close_stdin()  # the child's copy only: the parent's stays open
         self.__init__()
 
 
@@ -733,7 +733,7 @@ class Sandbox:
             pids_limit=cfg.pids_limit,
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
-            network_mode=self._network_mode(self.user),
+            network_mode=self._network_mode(),
             working_dir=cfg.workdir,
             environment=cfg.env or None,
             user=user or self.user or "root",
@@ -745,15 +745,7 @@ class Sandbox:
         # of other threads start in parallel: starting takes the daemon a few hundred ms)
         with _LIVE_LOCK:
             try:
-                try:
-                    self.container = self.client.containers.create(**kwargs)
-                except APIError:
-                    if self._netns is None:
-                        raise
-                    # the namespace's holder is gone (e.g. `srl sandbox gc --all`): a namespace of its own
-                    _NETNS.discard(self._netns)
-                    self._netns = None
-                    self.container = self.client.containers.create(**{**kwargs, "network_mode": "none"})
+                self.container = self.client.containers.create(**kwargs)
             except APIError as exc:
                 self._release_netns()
                 raise SandboxError(
@@ -764,11 +756,11 @@ class Sandbox:
             self.close()
             raise SandboxError("the sandbox was closed while it was starting")
 
-    def _network_mode(self, user: str | None) -> str:
+    def _network_mode(self) -> str:
         cfg = self.config
         if cfg.network:
             return "bridge"
-        # the user of every command from outside the harness (the harness itself runs a few as root)
+        user = self.user  # the user of every command from outside the harness (it runs a few as root)
         if not cfg.reuse_netns or user in (None, "", "root", "0") or user.startswith(("0:", "root:")):
             return "none"
         self._netns = _NETNS.lease(self.client, cfg.image)
