@@ -146,13 +146,16 @@ class _OutputBuffer:
 
 
 # The session's prelude: job control puts every command in its own process group (so a timeout kills
-# the whole group), and the counters of the memory and pids cgroups are read with builtins only.
-_CGROUP_FN = r"""__srl_cg() { local l o=0 p=0
+# the whole group), and the counters of the memory and pids cgroups are read with builtins only, into
+# a variable (`printf -v`): no command substitution, so the status line needs no fork and still comes
+# when a fork bomb has filled the pids cgroup.
+_CGROUP_FN = r"""__srl_cg() { local l o=0 p=0 d=/sys/fs/cgroup/pids n m f=0
   if [ -r /sys/fs/cgroup/memory/memory.oom_control ]; then while read -r l; do case $l in oom_kill\ *) o=${l#oom_kill };; esac; done < /sys/fs/cgroup/memory/memory.oom_control
   elif [ -r /sys/fs/cgroup/memory.events ]; then while read -r l; do case $l in oom_kill\ *) o=${l#oom_kill };; esac; done < /sys/fs/cgroup/memory.events; fi
-  if [ -r /sys/fs/cgroup/pids/pids.events ]; then read -r l < /sys/fs/cgroup/pids/pids.events; p=${l#max }
-  elif [ -r /sys/fs/cgroup/pids.events ]; then read -r l < /sys/fs/cgroup/pids.events; p=${l#max }; fi
-  printf '%s %s' "$o" "$p"; }
+  [ -r $d/pids.events ] || d=/sys/fs/cgroup
+  if [ -r $d/pids.events ]; then read -r l < $d/pids.events; p=${l#max }
+    read -r n < $d/pids.current; read -r m < $d/pids.max; [ "$m" != max ] && [ $((n + 1)) -ge "$m" ] && f=1; fi
+  printf -v __srl_c '%s %s %s' "$o" "$p" "$f"; }
 """
 _PRELUDE = (
     r"""
@@ -163,7 +166,7 @@ export PAGER=cat GIT_PAGER=cat TERM=dumb PIP_NO_INPUT=1
     + r"""__srl_inner() { eval "$1"; }
 trap 'return 137' USR1
 __srl_run() { local __c=$1 __t=$2 __rc; { __srl_inner "$__c"; } </dev/null 2>&1; __rc=$?
-  printf '\n%s %s %s\n' "$__t" "$__rc" "$(__srl_cg 2>/dev/null)"; }
+  __srl_cg 2>/dev/null; printf '\n%s %s %s\n' "$__t" "$__rc" "$__srl_c"; }
 printf '__SRL_READY__ %s\n' "$$"
 """
 )
@@ -175,7 +178,7 @@ _ONCE = r"""export PAGER=cat GIT_PAGER=cat TERM=dumb PIP_NO_INPUT=1
 {prelude}
 ( eval {command} ) </dev/null 2>&1
 __rc=$?
-printf '\n%s %s %s\n' {token} "$__rc" "$(__srl_cg 2>/dev/null)"
+__srl_cg 2>/dev/null; printf '\n%s %s %s\n' {token} "$__rc" "$__srl_c"
 """
 
 
@@ -215,6 +218,7 @@ class ShellSession:
         self._pending = bytearray()
         self._lock = threading.Lock()
         self._counters = (0, 0)
+        self.pids_full = False
 
     # -- transport ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -281,7 +285,7 @@ class ShellSession:
 
     def _read_counters(self) -> tuple[int, int]:
         tok = "__SRL_C_" + secrets.token_hex(6)
-        self._send(f"printf '%s %s\\n' {tok} \"$(__srl_cg)\"\n".encode())
+        self._send(f"__srl_cg 2>/dev/null; printf '%s %s\\n' {tok} \"$__srl_c\"\n".encode())
         line = self._read_until_line(tok.encode(), deadline=time.monotonic() + 10)
         parts = line.split()
         return (int(parts[1]), int(parts[2])) if len(parts) >= 3 else (0, 0)
@@ -332,6 +336,9 @@ class ShellSession:
             fields = status_line.decode().split()
             rc = int(fields[1])
             counters = (int(fields[2]), int(fields[3])) if len(fields) >= 4 else self._counters
+            # the pids cgroup still full after the command (at most one pid free: the one its last child
+            # just gave back): what it left running (a fork bomb) takes every pid, nothing else can run
+            self.pids_full = len(fields) >= 5 and fields[4] == "1"
             raw, truncated = buf.result()
             limit = _limit_hit(
                 oom=counters[0] > self._counters[0],
@@ -822,21 +829,11 @@ class Sandbox:
             raise SandboxError("the sandbox is not running")
         timeout = timeout or self.config.timeout
         try:
-            return self.session.run(command, timeout, self._kill_tree)
+            res = self.session.run(command, timeout, self._kill_tree)
         except SandboxError:
             # the shell died or hung: end whatever it left running, start a fresh session, say so
             before = self.session._counters
-            self.session.close()
-            self._kill_all()
-            self.session = ShellSession(
-                self.client,
-                self.id,
-                self.user,
-                self.config.workdir,
-                self.config.env,
-                self.config.output_limit,
-            )
-            self.session.start()
+            self._restart_session()
             after = self.session._counters
             limit: Limit = "oom" if after[0] > before[0] else "pids" if after[1] > before[1] else "timeout"
             return ExecResult(
@@ -847,6 +844,26 @@ class Sandbox:
                 restarted=True,
                 duration=timeout,
             )
+        if res.limit == "pids" and self.session.pids_full:
+            # what the command left running still takes every pid: the same clean-up, after the result
+            self._restart_session()
+            note = "[the command hit the pids limit; the shell session was restarted]\n"
+            res = res.model_copy(update={"output": res.output + note, "restarted": True})
+        return res
+
+    def _restart_session(self) -> None:
+        """End the session and every process of its user, then open a fresh session."""
+        self.session.close()
+        self._kill_all()
+        self.session = ShellSession(
+            self.client,
+            self.id,
+            self.user,
+            self.config.workdir,
+            self.config.env,
+            self.config.output_limit,
+        )
+        self.session.start()
 
     def _kill_all(self) -> None:
         """Signal every process of the session's user (not init): what a hung session leaves behind.
