@@ -1,13 +1,18 @@
 """Benchmark `srl evaluate` on the bundled tasks with warm images (one run, ~1-2 minutes).
 
-1. Overhead ratio: wall time of the full `srl evaluate` CLI for one instance (marshmallow-1867, gold)
+1. Overhead ratio: wall time of the full `srl evaluate` CLI for one instance (marshmallow-3.14.0, gold)
    over `docker run --rm <instance image> bash -c "<same test command>"` via the docker CLI. Target <= 1.5.
    Also against the stricter baseline that runs the same tests on the same tree (`git apply` of the gold
    patch and the test patch first). Median of nine runs each, interleaved, after one warm-up run each.
-2. Parallel speed-up: 6 instances (gold) with `--max-workers 2` vs `--max-workers 1`. Target >= 1.6.
-   Median of four runs each, in the order 1 2 2 1 1 2 2 1.
+   All grader-integrity checks are on (the default).
+   1b. Cost of each check (issue 15): `run_instance` + `grade` in this process on the same instance with
+   no runtime check, the audit hook only, the canary tests only, both; median of seven interleaved
+   rounds; and the static scan of the gold patch (pure, timed alone).
+2. Parallel speed-up: 6 instances (gold) with `--max-workers 2` vs `--max-workers 1`, median of four runs
+   each, in the order 1 2 2 1 1 2 2 1.
    2b. The machine's ceiling for the same work: the two halves as two independent `-w 1` processes at
-   once (no srl scheduling involved); median of two.
+   once (no srl scheduling involved); median of two. Target: `-w 2` reaches >= 0.95 of that ceiling
+   (the old >= 1.6 speed-up target is retired on a 2-core machine whose ceiling is ~1.5).
 3. Throughput: instances per minute for all bundled tasks, gold patches, `--max-workers 2`.
 
     .venv/bin/python benchmarks/bench_evaluate.py [--record docs/benchmarks.md]
@@ -28,7 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SRL = [str(Path(sys.executable).with_name("srl"))]
-ONE = "marshmallow-code__marshmallow-1867"
+ONE = "marshmallow-3.14.0"  # when bundled (marshmallow-1867's fix as a release task); else the first pytest task
 
 
 def _timed(argv: list[str], cwd: Path) -> float:
@@ -100,7 +105,10 @@ def main() -> None:
     tasks = sorted(load_tasks().tasks, key=lambda t: t.instance_id)
     print(f"warming {len(tasks)} instance images ...", flush=True)
     images = {t.instance_id: ensure_instance_image(t, client=client) for t in tasks}
-    one = next(t for t in tasks if t.instance_id == ONE)
+    one = next((t for t in tasks if t.instance_id == ONE), None) or next(
+        t for t in tasks if t.log_parser == "pytest"
+    )
+    one_id = one.instance_id
     out = Path(tempfile.mkdtemp(prefix="srl-bench-eval-"))
     try:
         # 1. overhead ratio, against two baselines. (a) as the issue defines it: the bare test command on
@@ -111,19 +119,30 @@ def main() -> None:
             f"git apply - <<'EOF_GOLD'\n{one.patch}EOF_GOLD\n"
             f"git apply - <<'EOF_TEST'\n{one.test_patch}EOF_TEST\n{one.test_command()}"
         )
-        docker = ["docker", "run", "--rm", "--network", "none", "-w", "/testbed", images[ONE], "bash", "-c"]
+        docker = [
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-w",
+            "/testbed",
+            images[one_id],
+            "bash",
+            "-c",
+        ]
         bare_cmd, same_cmd = [*docker, one.test_command()], [*docker, same_tree]
         # warm-ups, not counted: the page cache for all, byte-compiled modules for srl
         _timed(bare_cmd, ROOT)
         _timed(same_cmd, ROOT)
-        _evaluate(out, "one-warm", [ONE], 1)
+        _evaluate(out, "one-warm", [one_id], 1)
         # interleaved, so that load from other processes of a shared machine hits all alike; nine rounds
         # and their medians (single runs on this machine vary by +-30 %)
         bare_runs, base_runs, full_runs = [], [], []
         for i in range(9):
             bare_runs.append(_timed(bare_cmd, ROOT))
             base_runs.append(_timed(same_cmd, ROOT))
-            full_runs.append(_evaluate(out, f"one-{i}", [ONE], 1))
+            full_runs.append(_evaluate(out, f"one-{i}", [one_id], 1))
         bare, baseline = statistics.median(bare_runs), statistics.median(base_runs)
         full = statistics.median(full_runs)
         ratio, ratio_same = full / bare, full / baseline
@@ -135,6 +154,35 @@ def main() -> None:
             f"(1) one instance: srl evaluate {full:.2f} s; docker run of the test command {bare:.2f} s: ratio "
             f"{ratio:.2f} (target <= 1.5); docker run with the patches applied first {baseline:.2f} s: ratio "
             f"{ratio_same:.2f}; ranges {spread}",
+            flush=True,
+        )
+
+        # 1b. the cost of each check, in this process (no CLI start-up): interleaved rounds
+        from harness.evaluate import run_instance
+        from harness.grading import grade
+        from harness.tamper import scan_patch
+
+        variants = {"no runtime check": (), "audit hook": ("audit",), "canaries": ("canary",),
+                    "audit hook + canaries": ("audit", "canary")}  # fmt: skip
+        costs: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(7):
+            for name, checks in variants.items():
+                t0 = time.perf_counter()
+                status = grade(one, run_instance(one, one.patch, client=client, checks=checks)).status
+                costs[name].append(time.perf_counter() - t0)
+                if status != "resolved":
+                    raise SystemExit(f"gold graded {status} with checks {checks}")
+        med = {name: statistics.median(v) for name, v in costs.items()}
+        n_scan = 200
+        t0 = time.perf_counter()
+        for _ in range(n_scan):
+            scan_patch(one.patch, [*one.test_files, *one.tests_to_run()])
+        scan_ms = 1000 * (time.perf_counter() - t0) / n_scan
+        base = med["no runtime check"]
+        print(
+            "(1b) run_instance + grade: "
+            + ", ".join(f"{name} {v:.3f} s ({1000 * (v - base):+.0f} ms)" for name, v in med.items())
+            + f"; static scan of the gold patch {scan_ms:.2f} ms",
             flush=True,
         )
 
@@ -178,7 +226,8 @@ def main() -> None:
         ceiling = serial / statistics.median(pairs)
         print(
             f"(2b) the two halves as two independent -w 1 processes: {statistics.median(pairs):.1f} s, "
-            f"speed-up {ceiling:.2f} (the machine's ceiling for this workload)",
+            f"speed-up {ceiling:.2f} (the machine's ceiling for this workload); -w 2 reaches "
+            f"{speedup / ceiling:.2f} of it (target >= 0.95)",
             flush=True,
         )
 
@@ -193,16 +242,22 @@ def main() -> None:
         shutil.rmtree(out, ignore_errors=True)
 
     block = (
-        f"\n## bench_evaluate ({time.strftime('%Y-%m-%d')})\n\nMachine: {_machine()}; warm images.\n\n"
+        f"\n## Grader integrity checks: bench_evaluate ({time.strftime('%Y-%m-%d')})\n\nMachine: {_machine()}; warm images.\n\n"
         "| measure | result | target |\n| --- | --- | --- |\n"
-        f"| overhead: `srl evaluate` 1 instance / `docker run` of the test command | {full:.2f} s / {bare:.2f} s "
+        f"| overhead, all checks on: `srl evaluate` 1 instance ({one_id}) / `docker run` of the test command | {full:.2f} s / {bare:.2f} s "
         f"= **{ratio:.2f}** ({spread}) | <= 1.5 |\n"
         f"| stricter: / `docker run` applying gold + test patch, then the tests | {full:.2f} s / "
         f"{baseline:.2f} s = **{ratio_same:.2f}** | |\n"
+        + "".join(
+            f"| check cost: `run_instance` + `grade`, {name} (median of 7) | {v:.3f} s ({1000 * (v - base):+.0f} ms) | |\n"
+            for name, v in med.items()
+        )
+        + f"| check cost: static scan of the gold patch | {scan_ms:.2f} ms | |\n"
         f"| speed-up: 6 instances, `-w 2` vs `-w 1` | {serial:.1f} s / {parallel:.1f} s = **{speedup:.2f}** "
-        f"(containers got {cores} cores) | >= 1.6 |\n"
+        f"(containers got {cores} cores) | (retired: >= 1.6) |\n"
         f"| ceiling: the two halves as two independent `-w 1` processes at once | {serial:.1f} s / "
         f"{statistics.median(pairs):.1f} s = **{ceiling:.2f}** | |\n"
+        f"| `-w 2` / ceiling | **{speedup / ceiling:.2f}** | >= 0.95 |\n"
         f"| throughput: {len(tasks)} bundled tasks, gold, `-w 2` | **{per_min:.1f} instances/min** ({every:.1f} s) | |\n"
     )
     print(block)

@@ -1,7 +1,8 @@
 """Per-step harness overhead of replay: host wall time of each step minus the command's own run time.
 
 Replays the SWE-agent function-calling demonstration of marshmallow-code__marshmallow-1867 (11 steps:
-bash, SWE-agent file tools, submit) `--reps` times, each in a fresh sandbox of the bundled task, with
+bash, SWE-agent file tools, submit; from ../shared/fixtures) `--reps` times, each in a fresh sandbox of
+its SWE-bench row moved onto marshmallow 3.13.0 from the package index, with
 `ToolRuntime(timing=True)`: the sandbox stamps `$EPOCHREALTIME` around every command, so
 
     overhead(step) = wall time of `ToolRuntime.execute` on the host - in-sandbox run time of the command
@@ -50,15 +51,25 @@ def main() -> None:
     )
     args = ap.parse_args()
 
+    import json
+    from pathlib import Path
+
+    from envs.recipes import row_over_release
+    from envs.spec import EnvSpec, TaskSpec
     from harness.docker_env import get_client
     from harness.images import ensure_instance_image
-    from harness.replay import ReplayConfig, ReplayReport, load_task, load_trajectory, replay_steps
+    from harness.replay import ReplayConfig, ReplayReport, load_trajectory, replay_steps
     from harness.sandbox import Sandbox, SandboxConfig
     from harness.tools import SCRIPT_TOOLS, ToolRuntime
-    from trajectories.bundled import bundled_dir
 
-    traj = load_trajectory(bundled_dir() / "marshmallow-code__marshmallow-1867.function_calling.traj")
-    spec = load_task(traj.instance_id)
+    # Public data from ../shared/fixtures (see tests/conftest.py): the demonstration and its SWE-bench row,
+    # the row moved onto marshmallow 3.13.0 from the package index (the recorded commit is 27 commits later).
+    shared = Path(os.environ.get("SRL_SWE_SHARED_FIXTURES") or Path(__file__).resolve().parents[2] / "shared" / "fixtures")
+    traj = load_trajectory(shared / "swe-agent" / "marshmallow-code__marshmallow-1867.function_calling.traj")
+    rows = json.loads((shared / "repos" / "marshmallow-code__marshmallow.tasks.json").read_text())
+    row = row_over_release(next(r for r in rows if r["instance_id"] == traj.instance_id), "marshmallow", "3.13.0")
+    keep = ("instance_id", "repo", "repo_source", "base_commit", "patch", "test_patch", "FAIL_TO_PASS", "PASS_TO_PASS")
+    spec = TaskSpec(**{k: row[k] for k in keep}, env=EnvSpec(pip_packages=["pytest", "simplejson", "pytz"]))
     client = get_client()
     image = ensure_instance_image(spec, client=client)
     cfg = SandboxConfig(image=image, workdir="/testbed", timeout=120, cpus=spec.limits.cpus,

@@ -10,13 +10,22 @@ stop the run); the step does the same work either way, refills aside. The first 
 and is left out of the means. Prints one line per mode and the reward share of a GRPO step (the
 target: below 2%), plus peak RSS. Without ``--dataset`` a step-wise set is built from the bundled
 trajectories into a temp dir.
+
+Each mode runs in its own child process, so each one's peak RSS (``ru_maxrss``) is its own: printed as
+``peak_rss_gb``, with ``rss_after_setup_gb`` (model + data loaded) and ``rss_after_first_gen_gb`` (the
+high-water mark once the first generation is done). ``--demo`` uses the demo's SRL / SFT settings
+(prompts <= 448 tokens, 128 new tokens, 2 prompts x 4 generations per GRPO step, 4 rows per SFT step);
+the issue's bound is 6 GB per step there.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -38,6 +47,10 @@ def _timed(store: dict[str, list[float]], key: str, fn: Any) -> Any:
     return wrapper
 
 
+def _rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
 def _bundled_dataset(tmp: Path, model_dir: str) -> Path:
     from trajectories.bundled import bundled_dir
     from trajectories.stepwise import build_dataset
@@ -45,6 +58,15 @@ def _bundled_dataset(tmp: Path, model_dir: str) -> Path:
     out = tmp / "steps"
     build_dataset([bundled_dir()], out, max_obs_tokens=96, tokenizer=model_dir, val_fraction=0.2, num_proc=1)
     return out
+
+
+def _after(hook: Any, fn: Any) -> Any:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        out = fn(*args, **kwargs)
+        hook()
+        return out
+
+    return wrapper
 
 
 def bench_grpo(
@@ -58,13 +80,14 @@ def bench_grpo(
         dataset=dataset,
         output_dir=out_dir,
         max_steps=args.steps,
-        batch_size=args.batch_size,
+        batch_size=args.grpo_batch_size or args.batch_size,
         num_generations=args.generations,
         max_prompt_tokens=args.max_prompt_tokens,
         max_completion_length=args.max_completion,
         report_to=[],
         save_steps=10_000,
         lora={"enabled": lora},
+        micro_batch_size=args.micro_batch_size or None,
         dynamic_sampling={"enabled": False},
         max_train_samples=64,
         use_vllm=vllm,
@@ -72,11 +95,14 @@ def bench_grpo(
     t0 = time.perf_counter()
     trainer, _ = build_trainer(cfg)
     setup = time.perf_counter() - t0
+    rss_setup = _rss_gb()
     times: dict[str, list[float]] = defaultdict(list)
     if vllm:  # the weight push into the engine, part of generation
         gen = trainer.vllm_generation
         gen.sync_weights = _timed(times, "sync", gen.sync_weights)
     trainer._generate_single_turn = _timed(times, "generation", trainer._generate_single_turn)
+    rss_gen: list[float] = []
+    trainer._calculate_rewards = _after(lambda: rss_gen.append(_rss_gb()), trainer._calculate_rewards)
     trainer._calculate_rewards = _timed(times, "reward", trainer._calculate_rewards)
     trainer.training_step = _timed(times, "step", trainer.training_step)
     trainer.train()
@@ -92,6 +118,8 @@ def bench_grpo(
         "rest_s": step - gen - rew,
         "step_cpu_s": cpu,
         "setup_s": setup,
+        "rss_after_setup_gb": rss_setup,
+        "rss_after_first_gen_gb": rss_gen[0] if rss_gen else float("nan"),
     }
     if vllm:
         out["weight_sync_s"] = statistics.mean(times["sync"][skip:])
@@ -113,9 +141,11 @@ def bench_sft(args: argparse.Namespace, dataset: Path, lora: bool, out_dir: Path
         report_to=[],
         save_steps=10_000,
         lora={"enabled": lora},
+        micro_batch_size=args.micro_batch_size or None,
         max_train_samples=64,
     )
     trainer, _ = build_trainer(cfg)
+    rss_setup = _rss_gb()
     times: dict[str, list[float]] = defaultdict(list)
     trainer.training_step = _timed(times, "step", trainer.training_step)
     trainer.train()
@@ -123,7 +153,36 @@ def bench_sft(args: argparse.Namespace, dataset: Path, lora: bool, out_dir: Path
     return {
         "step_s": statistics.mean(times["step"][skip:]),
         "step_cpu_s": statistics.mean(times["step_cpu"][skip:]),
+        "rss_after_setup_gb": rss_setup,
     }
+
+
+def run_mode(args: argparse.Namespace, mode: str, dataset: Path, out_dir: Path) -> dict[str, float]:
+    kind, *variants = mode.split("-")
+    t0 = time.perf_counter()
+    if kind == "grpo":
+        result = bench_grpo(args, dataset, "lora" in variants, out_dir, "vllm" in variants)
+    elif kind == "sft":
+        result = bench_sft(args, dataset, "lora" in variants, out_dir)
+    else:
+        raise SystemExit(f"--modes: unknown mode {mode!r} (grpo, sft, with -lora / -vllm)")
+    result["wall_s"] = time.perf_counter() - t0
+    result["peak_rss_gb"] = _rss_gb()
+    return result
+
+
+def run_child(args: argparse.Namespace, mode: str, dataset: Path, out_dir: Path) -> dict[str, float]:
+    """`mode` in a fresh process: its peak RSS is its own, and an OOM kill loses only this mode."""
+    argv = [sys.executable, __file__, "--child", mode, "--dataset", str(dataset), "--child-out", str(out_dir)]
+    for name in ("model", "steps", "batch_size", "grpo_batch_size", "generations", "micro_batch_size"):
+        argv += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    argv += ["--max-prompt-tokens", str(args.max_prompt_tokens), "--max-completion", str(args.max_completion)]
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("CHILD ")]
+    if proc.returncode or not lines:
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
+        return {"failed_rc": float(proc.returncode), "peak_rss_gb": peak}
+    return json.loads(lines[-1][len("CHILD ") :])
 
 
 def main() -> None:
@@ -133,8 +192,14 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--dataset", type=Path)
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=4, help="rows per SFT step (and GRPO prompts)")
+    parser.add_argument(
+        "--grpo-batch-size", type=int, default=0, help="prompts per GRPO step (0: --batch-size)"
+    )
     parser.add_argument("--generations", type=int, default=4)
+    parser.add_argument(
+        "--micro-batch-size", type=int, default=0, help="rows per forward/backward pass (0: the default)"
+    )
     parser.add_argument("--max-prompt-tokens", type=int, default=512)
     parser.add_argument("--max-completion", type=int, default=128)
     parser.add_argument(
@@ -142,7 +207,17 @@ def main() -> None:
         default="grpo,sft,grpo-lora,sft-lora",
         help="comma-separated; grpo-vllm / grpo-lora-vllm generate through a colocated vLLM (vllm extra)",
     )
+    parser.add_argument("--demo", action="store_true", help="the demo's settings (see the module docstring)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.demo:
+        args.max_prompt_tokens, args.max_completion, args.grpo_batch_size, args.batch_size = 448, 128, 2, 4
+        args.generations = 4
+    if args.child:
+        result = run_mode(args, args.child, args.dataset, args.child_out)
+        print("CHILD " + json.dumps(result), flush=True)
+        return
 
     from srl_agent.models import resolve_model
 
@@ -152,27 +227,14 @@ def main() -> None:
         dataset = args.dataset or _bundled_dataset(tmp, model_dir)
         results = {}
         for mode in args.modes.split(","):
-            kind, *variants = mode.split("-")
-            t0 = time.perf_counter()
-            if kind == "grpo":
-                results[mode] = bench_grpo(args, dataset, "lora" in variants, tmp / mode, "vllm" in variants)
-            else:
-                results[mode] = bench_sft(args, dataset, "lora" in variants, tmp / mode)
-            results[mode]["wall_s"] = time.perf_counter() - t0
-            rss_now = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-            print(  # right away: a later mode may run out of memory
-                f"RESULT {mode}: "
-                + " ".join(f"{k}={v:.2f}" for k, v in results[mode].items())
-                + f" peak_rss_so_far={rss_now:.2f}GB",
-                flush=True,
-            )
-        rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+            results[mode] = run_child(args, mode, dataset, tmp / mode)
+            print(f"RESULT {mode}: " + " ".join(f"{k}={v:.2f}" for k, v in results[mode].items()), flush=True)
     from _common import machine
 
     print(f"\nmachine: {machine()}")
     print(
         f"model={args.model} prompt<={args.max_prompt_tokens} completion<={args.max_completion} "
-        f"batch={args.batch_size} generations={args.generations} steps={args.steps} (first = warm-up)"
+        f"micro_batch={args.micro_batch_size or 'default'} batch={args.batch_size} grpo_batch={args.grpo_batch_size or args.batch_size} generations={args.generations} steps={args.steps} (first = warm-up)"
     )
     for mode, r in results.items():
         parts = " ".join(f"{k}={v:.2f}" for k, v in r.items())
@@ -191,7 +253,8 @@ def main() -> None:
         )
     if "sft" in results and "sft-lora" in results:
         print(f"LoRA / full SFT step ratio: {results['sft-lora']['step_s'] / results['sft']['step_s']:.2f}")
-    print(f"peak RSS {rss_gb:.2f} GB")
+    worst = max(r.get("peak_rss_gb", 0.0) for r in results.values())
+    print(f"largest peak RSS of one mode: {worst:.2f} GB (issue 16 bound at the demo's settings: 6 GB)")
 
 
 if __name__ == "__main__":

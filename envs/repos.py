@@ -1,5 +1,6 @@
-"""Host-side git work with GitPython: open a task's repo (checkout, bundle or URL) and export it at
-its base commit with nothing that comes later.
+"""Host-side git work with GitPython: open a task's repo (checkout, bundle, URL, or a release's source
+distribution from the package index, ``pypi:NAME==VERSION``, see `envs.pypi`) and export it at its base
+commit with nothing that comes later.
 
 The export is a fresh repository holding exactly the ancestry of ``base_commit``: one branch
 ``main`` at the base commit, no tags, no remotes, no stashes, no reflog, packed with ``gc
@@ -46,7 +47,14 @@ def _has_commit(repo: git.Repo, commit: str) -> bool:
 
 def open_repo(location: str, commit: str | None = None, cache: Path | None = None) -> git.Repo:
     """A GitPython repo for `location`: a checkout or bare repo as is; a bundle or URL via a bare clone
-    in the cache (fetched again when `commit` is missing)."""
+    in the cache (fetched again when `commit` is missing); ``pypi:NAME==VERSION`` via `envs.pypi.sdist_repo`
+    (its own cache: the package's repository holds every cached release and commits made on top)."""
+    if location.startswith("pypi:"):
+        from envs.pypi import parse_pypi_source, sdist_repo  # same layer; pypi imports RepoError from here
+
+        name, version = parse_pypi_source(location) or ("", "")
+        path, _ = sdist_repo(name, version)
+        return git.Repo(path)
     cache = cache or repo_cache_dir()
     if not _is_url(location):
         path = Path(location).expanduser()
@@ -117,6 +125,12 @@ def export_at_commit(location: str, commit: str, dest: Path, cache: Path | None 
         f"{full}:refs/heads/main",
     )
     g.reset("--hard", "--quiet", "main")
+    if location.startswith("pypi:"):
+        # A source distribution ships no .gitignore: what installing it writes stays out of `git status`.
+        exclude = Path(out.git_dir) / "info" / "exclude"
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        with exclude.open("a") as fh:
+            fh.write("*.egg-info/\n.eggs/\nbuild/\ndist/\n__pycache__/\n*.py[cod]\n.pytest_cache/\n")
     for leftover in ("FETCH_HEAD", "ORIG_HEAD"):
         (Path(out.git_dir) / leftover).unlink(missing_ok=True)
     g.reflog("expire", "--expire=now", "--all")

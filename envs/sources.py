@@ -12,7 +12,10 @@ A *source* string is one of:
 
 SWE-bench records name their repo ``owner/name``. With ``repos=DIR`` such a repo resolves to
 ``DIR/owner__name`` (a checkout) or ``DIR/owner__name.bundle``; without it, to the public GitHub URL.
-Relative ``repo_source`` paths in task files are relative to the file.
+Relative ``repo_source`` paths in task files are relative to the file; ``pypi:NAME==VERSION`` is a
+release's source distribution (`envs.pypi`). A task file with a ``recipe`` gets its repo source, base
+commit and patches from the package index when it is loaded (`envs.recipes`); one that cannot be
+materialized (e.g. offline with a cold cache) is a load error on the field ``recipe``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from envs import swebench_specs
+from envs.recipes import RecipeError, apply_recipe
 from envs.spec import TaskSpec
 
 ENTRY_POINT_GROUP = "srl_swe.tasks"
@@ -36,7 +41,10 @@ ENTRY_POINT_GROUP = "srl_swe.tasks"
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 DEFAULT_SOURCE = "examples"
 
-#: SWE-bench fields that are not TaskSpec fields: kept in `metadata`.
+#: Columns of the SWE-bench family that are not TaskSpec fields: kept in `metadata` without a warning
+#: (SWE-bench Full/Lite, Verified's `difficulty`, Multimodal's `image_assets`, the newer revisions'
+#: `image`/`eval_script`/`eval_type`, SWE-smith's `image_name`, SWE-agent's `base_commit_with_tests`).
+#: Any other unknown column goes to `metadata` too, with one warning per source naming them.
 _SWEBENCH_EXTRA = (
     "created_at",
     "version",
@@ -44,6 +52,13 @@ _SWEBENCH_EXTRA = (
     "fix_commit",
     "query",
     "task_id",
+    "difficulty",
+    "image_assets",
+    "image",
+    "image_name",
+    "eval_script",
+    "eval_type",
+    "base_commit_with_tests",
 )
 
 
@@ -65,6 +80,8 @@ class TaskLoadError:
 class LoadResult:
     tasks: list[TaskSpec] = field(default_factory=list)
     errors: list[TaskLoadError] = field(default_factory=list)
+    #: Things loaded with a caveat (e.g. unknown SWE-bench columns kept in metadata), one per source.
+    warnings: list[str] = field(default_factory=list)
 
     def by_id(self) -> dict[str, TaskSpec]:
         return {t.instance_id: t for t in self.tasks}
@@ -116,7 +133,7 @@ def resolve_repo_source(spec: TaskSpec, repos: Path | None, base_dir: Path | Non
     """Fill `repo_source`: relative paths against `base_dir`, ``owner/name`` against `repos` or GitHub."""
     src = spec.repo_source
     if src is not None:
-        if "://" in src or src.startswith("git@"):
+        if "://" in src or src.startswith(("git@", "pypi:")):
             return spec
         path = Path(src).expanduser()
         if not path.is_absolute() and base_dir is not None:
@@ -135,20 +152,30 @@ def resolve_repo_source(spec: TaskSpec, repos: Path | None, base_dir: Path | Non
     return spec.model_copy(update={"repo_source": f"https://github.com/{slug}.git"})
 
 
-def swebench_record_to_dict(record: dict[str, Any]) -> dict[str, Any]:
-    """Map one SWE-bench instance to TaskSpec fields (extra SWE-bench fields go to `metadata`)."""
+def swebench_record_to_dict(record: dict[str, Any], unknown: set[str] | None = None) -> dict[str, Any]:
+    """Map one SWE-bench-family row to TaskSpec fields, as its benchmark defines the task.
+
+    Columns that are not TaskSpec fields go to `metadata` (never a rejected row); those not in
+    `_SWEBENCH_EXTRA` are also added to `unknown` for the caller's warning. For a repo/version that
+    SWE-bench's spec tables know, the environment, test command and log parser come from them
+    (`envs.swebench_specs`) unless the row sets them itself.
+    """
     data = dict(record)
     meta = dict(data.pop("metadata", None) or {})
-    for key in _SWEBENCH_EXTRA:
-        if key in data:
-            meta[key] = data.pop(key)
     if "hints_text" in data:
         hints = data.pop("hints_text")
         if hints:
             data["hints"] = hints
+    for key in list(data):
+        if key not in TaskSpec.model_fields:
+            meta[key] = data.pop(key)
+            if key not in _SWEBENCH_EXTRA and unknown is not None:
+                unknown.add(key)
+    if isinstance(data.get("log_parser"), str):  # newer SWE-bench rows: "parse_log_django"
+        data["log_parser"] = data["log_parser"].removeprefix("parse_log_")
     if meta:
         data["metadata"] = meta
-    return data
+    return swebench_specs.apply_spec(data)
 
 
 # --------------------------------------------------------------------------------------- loaders
@@ -161,14 +188,23 @@ def _records_to_specs(
     base_dir: Path | None,
     swebench: bool,
 ) -> None:
+    unknown: set[str] = set()
+    first_location: str | None = None
     for location, record in records:
+        first_location = first_location or location
         if not isinstance(record, dict):
             result.errors.append(
                 TaskLoadError(location, f"expected a mapping of task fields, got {type(record).__name__}")
             )
             continue
         iid = record.get("instance_id") if isinstance(record.get("instance_id"), str) else None
-        data = swebench_record_to_dict(record) if swebench else record
+        data = swebench_record_to_dict(record, unknown) if swebench else record
+        if data.get("recipe") is not None:
+            try:
+                data = apply_recipe(data)
+            except RecipeError as exc:
+                result.errors.append(TaskLoadError(location, str(exc), field=exc.field, instance_id=iid))
+                continue
         try:
             spec = TaskSpec.model_validate(data)
         except ValidationError as exc:
@@ -180,6 +216,11 @@ def _records_to_specs(
             result.errors.append(TaskLoadError(location, str(exc), field="repo", instance_id=iid))
             continue
         result.tasks.append(spec)
+    if unknown:
+        where = re.sub(r"(:\d+|\[\d+\])$", "", first_location or "(source)")
+        result.warnings.append(
+            f"{where}: columns that are not task fields kept in metadata: {', '.join(sorted(unknown))}"
+        )
 
 
 def _load_yaml_file(path: Path, result: LoadResult, repos: Path | None) -> None:

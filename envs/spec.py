@@ -7,7 +7,7 @@ the test patch and the gold patch, and the tests that must go from failing to pa
 schema where one exists (``patch`` is the gold patch), so SWE-bench records load almost unchanged.
 
 Like SWE-bench's ``TestSpec`` the spec derives everything that is run from it (the install and eval
-scripts) and the content keys of its images: two specs with the same recipe have the same keys, any
+scripts; evaluation runs through `harness.evaluate.run_instance`) and the content keys of its images: two specs with the same recipe have the same keys, any
 change to a recipe changes its key. Nothing here touches Docker, git or the network.
 """
 
@@ -31,10 +31,6 @@ TESTBED = "/testbed"
 VENV = "/opt/venv"
 #: Host-side wheelhouse copied into images; pip reads it with --no-index --find-links.
 WHEELS_DIR = "/opt/srl/wheels"
-
-#: Markers around the test output in `TaskSpec.eval_script`.
-TEST_OUTPUT_START = ">>>>> Start Test Output"
-TEST_OUTPUT_END = ">>>>> End Test Output"
 
 #: Default test packages of a task without environment fields.
 DEFAULT_PIP_PACKAGES = ("pytest",)
@@ -74,7 +70,9 @@ class EnvSpec(BaseModel):
     model_config = _strict()
 
     python: str | None = Field(
-        None, description="Python major.minor the tests need; only the base image's Python is supported"
+        None,
+        description="Python major.minor the tests need; the base image is the Debian release that ships it "
+        "(3.9 bullseye, 3.11 bookworm, 3.13 trixie) unless --base-image names one",
     )
     system_packages: list[str] = Field(default_factory=list, description="Debian packages (apt-get)")
     pip_packages: list[str] = Field(
@@ -149,6 +147,11 @@ class TaskSpec(BaseModel):
     limits: Limits = Field(default_factory=Limits)
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="provenance; not part of any image key"
+    )
+    recipe: dict[str, Any] | None = Field(
+        None,
+        description="how repo_source, base_commit, patch and test_patch are derived from the package index "
+        "(envs.recipes; kinds: release, synth); a task file with a recipe stores no patches",
     )
 
     @field_validator("instance_id")
@@ -269,12 +272,14 @@ class TaskSpec(BaseModel):
         (pytest 9.2, the bundled tasks' version, checks them by source hash, so re-applying the same test
         patch at grading time finds them valid; older versions check the file's mtime, and there only the
         test files the test patch leaves alone keep theirs).
-        Bytecode is git-ignored locally (``.git/info/exclude``) so it never shows up in a diff. Nothing
+        Bytecode (and the ``*.egg-info/`` metadata ``pip install -e .`` writes into a tree without a
+        ``.gitignore``, e.g. a release's source distribution) is git-ignored locally
+        (``.git/info/exclude``) so it never shows up in a diff or makes the tree look dirty. Nothing
         here can fail the build: a file that does not compile is compiled when imported, as before.
         """
         lines = [
             'x=$(git rev-parse --git-path info/exclude) && mkdir -p "$(dirname "$x")" && '
-            "printf '%s\\n' '__pycache__/' '*.py[cod]' >> \"$x\" || true",
+            "printf '%s\\n' '__pycache__/' '*.py[cod]' '*.egg-info/' >> \"$x\" || true",
             "python -m compileall -q -j 0 . >/dev/null 2>&1 || true",
         ]
         files = self.tests_to_run()
@@ -302,32 +307,6 @@ class TaskSpec(BaseModel):
             f'for f in {quoted}; do if git cat-file -e {self.base_commit}:"$f" 2>/dev/null; '
             f'then git checkout -q {self.base_commit} -- "$f"; else rm -f "$f"; fi; done'
         )
-
-    def eval_script(self, run_tests: bool = True) -> str:
-        """Bash that grades whatever is in /testbed: reset the test files, apply the test patch, run tests.
-
-        The candidate patch must already be applied. The test output is printed between
-        `TEST_OUTPUT_START` and `TEST_OUTPUT_END`; the test files are restored afterwards so the
-        tree holds only the candidate patch again.
-        """
-        files = self.test_files
-        delim = self._test_patch_delimiter()
-        lines = ["set -uo pipefail", f"cd {TESTBED}"]
-        if files:
-            # Files the test patch touches: back to base (or gone, when the patch creates them).
-            lines.append(self._reset_test_files())
-            lines.append(f"git apply -v - <<'{delim}'\n{self.test_patch}{delim}")
-            lines.append('if [ $? -ne 0 ]; then echo ">>>>> Test patch failed to apply"; exit 3; fi')
-        if run_tests:
-            lines.append(f'echo "{TEST_OUTPUT_START}"')
-            lines.append(self.test_command())
-            lines.append("rc=$?")
-            lines.append(f'echo "{TEST_OUTPUT_END} (exit $rc)"')
-        if files:
-            lines.append(self._reset_test_files())
-        if run_tests:
-            lines.append("exit $rc")
-        return "\n".join(lines) + "\n"
 
     # ----------------------------------------------------------------------------- image keys
 
@@ -372,7 +351,9 @@ class TaskSpec(BaseModel):
         if repo_source is not None:
             full["repo_source"] = short["repo_source"] = repo_source
         keep = {"instance_id", "repo", "base_commit", "env", "log_parser", "FAIL_TO_PASS", "PASS_TO_PASS"}
-        return {k: v for k, v in full.items() if k in short or k in keep}
+        # A recipe derives these when the file is loaded: the file stores the recipe, not its output.
+        derived = {"patch", "test_patch", "repo_source"} if self.recipe else set()
+        return {k: v for k, v in full.items() if (k in short or k in keep) and k not in derived}
 
 
 def _hash(data: Any) -> str:

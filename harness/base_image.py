@@ -33,15 +33,51 @@ SANDBOX_USER = "srl"
 SANDBOX_UID = 1000
 
 
+#: The Debian release whose python3 is each Python version (the releases the configured mirror serves).
+PYTHON_DISTROS = {"3.9": "bullseye", "3.11": "bookworm", "3.13": "trixie"}
+DEFAULT_DISTRO = "bookworm"
+#: A base image the user chose for every task (any Python); `--base-image` sets it.
+BASE_IMAGE_ENV = "SRL_SWE_BASE_IMAGE"
+
+
 class BaseImageError(RuntimeError):
     """The base image cannot be built here; the message says why and what to do."""
 
 
-def default_tag(distro: str = "bookworm") -> str:
-    return os.environ.get("SRL_SWE_BASE_IMAGE", f"srl-base:{distro}")
+class PythonUnavailable(BaseImageError):
+    """No offline source has the Python a task needs; the message names it, the tasks and the ways out."""
 
 
-def recipe(distro: str = "bookworm", from_image: str | None = None) -> dict:
+def default_tag(distro: str = DEFAULT_DISTRO) -> str:
+    return f"srl-base:{distro}"
+
+
+def user_base_image() -> str | None:
+    """The base image the user named for every task (``--base-image`` / ``SRL_SWE_BASE_IMAGE``)."""
+    return os.environ.get(BASE_IMAGE_ENV) or None
+
+
+def distro_for_python(python: str | None, tasks: list[str] | tuple[str, ...] = ()) -> str:
+    """The Debian release that ships `python` (None: the default release). A version no release here
+    ships raises `PythonUnavailable` naming the version, the `tasks` that need it and the ways out."""
+    if python is None:
+        return DEFAULT_DISTRO
+    distro = PYTHON_DISTROS.get(python)
+    if distro is not None:
+        return distro
+    names = ", ".join(tasks[:8]) + (f" and {len(tasks) - 8} more" if len(tasks) > 8 else "")
+    offered = ", ".join(f"{v} ({d})" for v, d in PYTHON_DISTROS.items())
+    raise PythonUnavailable(
+        f"Python {python} is needed by {names or 'this task'}, but no offline source has it here: the "
+        f"Debian mirror's releases ship Python {offered}. Ways out: `--base-image IMAGE` naming an image "
+        "that has it (its python3 is used for every task), a prebuilt task image "
+        "(`--image-source prebuilt`), or a machine online whose registry has such an image "
+        f"(e.g. `--base-image python:{python}-slim` after `docker pull`); or set `env.python` in the task "
+        "file to a version listed above."
+    )
+
+
+def recipe(distro: str = DEFAULT_DISTRO, from_image: str | None = None) -> dict:
     return {
         "version": RECIPE_VERSION,
         "distro": distro,
@@ -51,7 +87,7 @@ def recipe(distro: str = "bookworm", from_image: str | None = None) -> dict:
     }
 
 
-def recipe_hash(distro: str = "bookworm", from_image: str | None = None) -> str:
+def recipe_hash(distro: str = DEFAULT_DISTRO, from_image: str | None = None) -> str:
     blob = json.dumps(recipe(distro, from_image), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -77,6 +113,26 @@ def debian_mirror() -> str:
     )
 
 
+def ensure_user_base_image(
+    client: docker.DockerClient, image: str, log: Callable[[str], None] | None = None
+) -> str:
+    """A base image for every task from the user's `image`: used as is when it is one of ours (built
+    here, labelled), else derived from it (sandbox user, git) as ``srl-base:user-<name>``."""
+    try:
+        img = client.images.get(image)
+    except ImageNotFound:
+        raise BaseImageError(
+            f"base image {image!r} (--base-image / {BASE_IMAGE_ENV}) is not on this machine; "
+            f"`docker pull {image}` where a registry is reachable, or build one with `srl image base`"
+        ) from None
+    if (img.labels or {}).get("srl-swe.kind") == "base":
+        return image
+    slug = re.sub(r"[^a-z0-9_.-]", "-", image.lower())[:100]
+    return ensure_base_image(
+        client, distro=f"user-{slug}", from_image=image, tag=f"srl-base:user-{slug}", log=log
+    )
+
+
 def find_image(client: docker.DockerClient, tag: str, rhash: str) -> str | None:
     """The image id when `tag` exists with the given recipe hash."""
     try:
@@ -90,7 +146,7 @@ def find_image(client: docker.DockerClient, tag: str, rhash: str) -> str | None:
 
 def ensure_base_image(
     client: docker.DockerClient | None = None,
-    distro: str = "bookworm",
+    distro: str = DEFAULT_DISTRO,
     from_image: str | None = None,
     rebuild: bool = False,
     tag: str | None = None,

@@ -7,6 +7,7 @@ Heavy modules (docker, ray, the harness internals) are imported when the command
 from __future__ import annotations
 
 import gc
+import os
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,6 +49,15 @@ def evaluate(
     config_file: Path = typer.Option(
         None, "--config", help="YAML file with any of these options (snake_case); flags override it."
     ),
+    image_source: str = typer.Option(
+        None,
+        "--image-source",
+        help="auto (a task's prebuilt image when present, else build), build, or prebuilt (SWE-bench, "
+        "SWE-Gym, SWE-smith images; pulled where a registry answers).",
+    ),
+    base_image: str = typer.Option(
+        None, "--base-image", help="Base image for every task (its python3 is used), e.g. python:3.8-slim."
+    ),
 ) -> None:
     """Grade patches against their tasks' tests in sandboxes (SWE-bench format)."""
     from rich.console import Console
@@ -56,6 +66,8 @@ def evaluate(
     from harness.predictions import PredictionsError
 
     console = Console(stderr=True)
+    if not _set_image_options(image_source, base_image, console):
+        raise typer.Exit(2)
     ids = [i.strip() for raw in (instance_ids or []) for i in raw.split(",") if i.strip()]
     flags = {
         "predictions": predictions,
@@ -93,6 +105,21 @@ def evaluate(
     # (pydantic, docker, rich, ...): 0.1-0.2 s, as long as a small task's tests. Nothing of it needs
     # collecting (the process ends), so it is moved out of the collector's reach.
     gc.freeze()
+
+
+def _set_image_options(image_source: str | None, base_image: str | None, console) -> bool:
+    """`--image-source` / `--base-image` for this process and its workers (read by harness.images)."""
+    from harness.base_image import BASE_IMAGE_ENV
+    from harness.images import IMAGE_SOURCE_ENV, IMAGE_SOURCES
+
+    if image_source is not None:
+        if image_source not in IMAGE_SOURCES:
+            console.print(f"[red]error:[/red] --image-source: expected one of {', '.join(IMAGE_SOURCES)}")
+            return False
+        os.environ[IMAGE_SOURCE_ENV] = image_source
+    if base_image:
+        os.environ[BASE_IMAGE_ENV] = base_image
+    return True
 
 
 def load_config(path: Path | None, overrides: dict) -> EvaluateConfig:
@@ -170,7 +197,7 @@ def _run(config: EvaluateConfig, console: Console) -> RunResult:
         state["resolved"] = state.get("resolved", 0) + int(report.resolved)
         progress.update(state["task"], advance=1, resolved=state["resolved"])
         if report.status not in ("resolved", "unresolved"):
-            note = report.error or ""
+            note = report.error or report.env_error or (str(report.tamper[0]) if report.tamper else "")
             progress.console.print(
                 f"  {report.instance_id}: [yellow]{report.status}[/yellow] {note}".rstrip()
             )

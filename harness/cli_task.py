@@ -48,6 +48,8 @@ def load_for_cli(source: str | None, repos: Path | None, quiet: bool = False):
         err.print(f"[yellow]{len(result.errors)} task(s) could not be loaded and were skipped:[/yellow]")
         for e in result.errors:
             err.print("  - " + str(e), markup=False, highlight=False, soft_wrap=True)
+    for w in getattr(result, "warnings", []) if not quiet else []:
+        err.print(f"[yellow]warning:[/yellow] {w}", highlight=False, soft_wrap=True)
     return result
 
 
@@ -117,7 +119,8 @@ def show(
         for title, text in (
             ("env script", spec.env_script()),
             ("install script", spec.install_script()),
-            ("eval script", spec.eval_script()),
+            ("evaluation: prepare script", _prepare_script(spec)),
+            ("evaluation: test command", _test_command(spec)),
         ):
             typer.echo(f"# ---- {title} ----")
             typer.echo(text.rstrip())
@@ -130,16 +133,39 @@ def build(
     repos: Path | None = REPOS_OPTION,
     rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild the env and instance images."),
     log_root: Path = typer.Option(Path("runs/build_logs"), "--logs", help="Build logs go to LOGS/<id>/."),
+    image_source: str = typer.Option(
+        "auto",
+        "--image-source",
+        help="auto (a task's prebuilt image when present, else build), build, or prebuilt (SWE-bench, "
+        "SWE-Gym, SWE-smith images; pulled where a registry answers).",
+    ),
+    base_image: str = typer.Option(
+        None, "--base-image", help="Base image for every task (its python3 is used), e.g. python:3.8-slim."
+    ),
 ) -> None:
     """Build (or find cached) instance images; prints each tag and how long it took."""
+    import os
+
     from rich.console import Console
 
+    from harness.base_image import BASE_IMAGE_ENV
     from harness.docker_env import DockerUnavailable, get_client
-    from harness.images import ImageBuildError, ensure_instance_image
+    from harness.images import IMAGE_SOURCES, ImageBuildError, check_pythons, ensure_instance_image
 
     result = load_for_cli(tasks, repos)
     specs = _select(result, instance_ids or [])
     console = Console()
+    if image_source not in IMAGE_SOURCES:
+        console.print(f"[red]error:[/red] --image-source: expected one of {', '.join(IMAGE_SOURCES)}")
+        raise typer.Exit(2)
+    if base_image:
+        os.environ[BASE_IMAGE_ENV] = base_image
+    if image_source == "build":
+        try:
+            check_pythons(specs)
+        except ImageBuildError as exc:
+            console.print(f"[red]error:[/red] {exc}", markup=False)
+            raise typer.Exit(2) from None
     try:
         client = get_client()
     except DockerUnavailable as exc:
@@ -162,6 +188,7 @@ def build(
                     rebuild=rebuild,
                     log_dir=log_root / spec.instance_id,
                     log=lambda m, s=spec, st=status: say(st, s, m),
+                    image_source=image_source,
                 )
             except ImageBuildError as exc:
                 failed += 1
@@ -250,9 +277,143 @@ def validate(
         raise typer.Exit(1)
 
 
+def _mine_pypi(
+    package: str,
+    versions: str,
+    pre: bool,
+    max_tasks: int,
+    out: Path,
+    pip: list[str] | None,
+    install: list[str] | None,
+    runs: int,
+) -> None:
+    """`srl task mine --pypi`: consecutive releases -> candidates -> sandbox validation -> recipe files."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from envs.mining import (
+        iter_release_candidates,
+        release_candidate_spec,
+        release_statement,
+        select_versions,
+    )
+    from envs.pypi import release_versions
+    from envs.recipes import materialize
+    from envs.repos import RepoError
+    from envs.sources import TaskSourceError, load_tasks, write_task
+    from envs.spec import DEFAULT_INSTALL, DEFAULT_PIP_PACKAGES, EnvSpec
+    from harness.docker_env import DockerUnavailable, get_client
+    from harness.images import remove_image
+    from harness.validate import run_task
+
+    console = Console()
+    env = EnvSpec(pip_packages=list(pip or DEFAULT_PIP_PACKAGES), install=list(install or DEFAULT_INSTALL))
+    try:
+        selected = select_versions(release_versions(package), versions, pre=pre)
+    except (RepoError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    if len(selected) < 2:
+        console.print(
+            f"[red]error:[/red] --versions {versions}: {package} has {len(selected)} release(s) with a source "
+            f"distribution in that range ({', '.join(selected) or 'none'}); need two or more"
+        )
+        raise typer.Exit(2)
+    existing: set[str] = set()
+    if out.exists():
+        try:
+            existing = {t.instance_id for t in load_tasks(str(out)).tasks}
+        except TaskSourceError:
+            existing = set()
+    try:
+        client = get_client()
+    except DockerUnavailable as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    console.print(f"{package}: {len(selected)} releases {selected[0]}..{selected[-1]}")
+    kept = tried = 0
+    with Progress(
+        TextColumn("mine"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("release pairs"),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}", markup=False),
+        console=console,
+    ) as progress:
+        bar = progress.add_task("", total=len(selected) - 1)
+        index = {v: i for i, v in enumerate(selected)}
+        try:
+            for cand in iter_release_candidates(package, selected):
+                progress.update(bar, completed=index[cand.from_version], description=cand.to_version)
+                if kept >= max_tasks:
+                    break
+                spec = release_candidate_spec(cand, env)
+                if spec.instance_id in existing:
+                    continue
+                tried += 1
+
+                def say(msg: str, iid: str = spec.instance_id) -> None:
+                    progress.update(bar, description=f"{iid}: {msg}"[:90])
+
+                res = run_task(
+                    spec,
+                    runs=runs,
+                    client=client,
+                    discover=True,
+                    log_dir=Path("runs/build_logs") / spec.instance_id,
+                    log=say,
+                )
+                if res.fail_to_pass and not res.pass_to_pass and not res.problems:
+                    # Every test fails at base: the tests cannot run there (an import error), not a task.
+                    res.problems.append("no test passes at base (the test modules fail as a whole)")
+                if not res.fail_to_pass or res.problems:
+                    progress.console.print(
+                        f"[dim]skip[/dim] {spec.instance_id} ({cand.from_version} -> {cand.to_version}): "
+                        f"{'; '.join(res.problems)[:150]}",
+                        highlight=False,
+                    )
+                    if res.image:
+                        remove_image(res.image)
+                    continue
+                spec.FAIL_TO_PASS = res.fail_to_pass
+                spec.PASS_TO_PASS = res.pass_to_pass
+                if not cand.changelog:  # name the validated tests in the neutral statement
+                    spec.problem_statement = release_statement(
+                        package, cand.from_version, cand.to_version, None, res.fail_to_pass
+                    )
+                derived = materialize(spec.recipe)  # what loading the file will give: the same patches
+                if (derived["patch"], derived["test_patch"]) != (spec.patch, spec.test_patch):
+                    raise RepoError(f"{spec.instance_id}: the recipe does not reproduce the mined patches")
+                path = write_task(spec, out / f"{spec.instance_id}.yaml")
+                kept += 1
+                progress.console.print(
+                    f"[green]task[/green] {spec.instance_id} ({cand.from_version} -> {cand.to_version}): "
+                    f"{len(res.fail_to_pass)} F2P, {len(res.pass_to_pass)} P2P -> {path}",
+                    highlight=False,
+                )
+        except RepoError as exc:
+            progress.stop()
+            console.print(f"[red]error:[/red] {exc}", markup=False, highlight=False)
+            raise typer.Exit(2) from None
+        progress.update(bar, completed=len(selected) - 1, description="done")
+    console.print(f"{kept} task(s) from {tried} candidate(s) written to {out}")
+    if kept == 0:
+        raise typer.Exit(1)
+
+
 @task_app.command("mine")
 def mine(
-    repo: str = typer.Argument(..., help="Repo to mine: a checkout, a .bundle file or a URL."),
+    repo: str = typer.Argument(
+        None, help="Repo whose history to mine: a checkout, a .bundle file or a URL (or use --pypi)."
+    ),
+    pypi: str = typer.Option(
+        None, "--pypi", help="Mine the releases of this package on the index instead of a git history."
+    ),
+    versions: str = typer.Option(
+        "..", "--versions", help="With --pypi: the release range A..B (inclusive; either side may be empty)."
+    ),
+    pre: bool = typer.Option(False, "--pre", help="With --pypi: include pre-releases."),
     since: str = typer.Option(None, "--since", help="Only commits after REV (REV..HEAD)."),
     rev: str = typer.Option("HEAD", "--rev", help="Walk history from this revision."),
     max_tasks: int = typer.Option(10, "--max", min=1, help="Stop after N tasks pass validation."),
@@ -276,8 +437,22 @@ def mine(
     ),
 ) -> None:
     """Mine tasks from history: commits changing source and tests become candidates; those with tests
-    that fail before the non-test diff and pass after it are written as a task pack."""
+    that fail before the non-test diff and pass after it are written as a task pack.
+
+    With ``--pypi NAME --versions A..B`` the candidates are consecutive releases on the package index
+    instead (source diff + test diff between their source distributions); their task files store the
+    release recipe, not the patches."""
     import shutil
+
+    if pypi:
+        if repo:
+            typer.echo("error: give either a REPO or --pypi NAME, not both", err=True)
+            raise typer.Exit(2)
+        _mine_pypi(pypi, versions, pre, max_tasks, out, pip, install, runs)
+        return
+    if not repo:
+        typer.echo("error: missing REPO (a checkout, .bundle or URL) or --pypi NAME", err=True)
+        raise typer.Exit(2)
 
     from rich.console import Console
 
@@ -353,3 +528,108 @@ def mine(
     console.print(f"{kept} task(s) from {tried} candidate(s) written to {out}")
     if kept == 0:
         raise typer.Exit(1)
+
+
+@task_app.command("synth")
+def synth(
+    pypi: str = typer.Option(
+        ..., "--pypi", help="The release to mutate: NAME==VERSION (its sdist ships tests)."
+    ),
+    n: int = typer.Option(5, "-n", "--n", min=1, help="Stop after N kept tasks."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the order in which mutation sites are tried."),
+    out: Path = typer.Option(
+        Path("runs/synth"), "--out", help="Task pack directory for the <id>.yaml files."
+    ),
+    max_tries: int = typer.Option(100, "--max-tries", min=1, help="Try at most M mutations."),
+    pip: list[str] = typer.Option(None, "--pip", help="Test requirement (repeatable; default: pytest)."),
+    install: list[str] = typer.Option(
+        None, "--install", help="Install command (repeatable; default: pip install -e .)."
+    ),
+    kind: list[str] = typer.Option(None, "--kind", help="Only these mutation kinds (repeatable)."),
+    baseline_runs: int = typer.Option(
+        1, "--baseline-runs", min=1, help="Run the suite N times on the original; flaky tests are left out."
+    ),
+) -> None:
+    """Synthesize tasks from a release: mutate one function at a time (swap an operator, invert a
+    condition, shift a bound, drop a statement, swap arguments, change a constant) and keep the mutations
+    that break at least one test while every other test still passes. Each kept one is written at once as
+    a task file holding its recipe (gold patch = the inverse of the mutation) and the validated tests."""
+    from collections import Counter
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from envs.synth import KINDS
+    from harness.docker_env import DockerUnavailable, get_client
+    from harness.images import ImageBuildError
+    from harness.synth_runner import SynthRunError, synthesize
+
+    console = Console()
+    bad = [k for k in kind or [] if k not in KINDS]
+    if bad:
+        console.print(f"[red]error:[/red] --kind {bad[0]}: expected one of {', '.join(KINDS)}")
+        raise typer.Exit(2)
+    try:
+        client = get_client()
+    except DockerUnavailable as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    with Progress(
+        TextColumn("synth"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("kept, {task.fields[tried]} tried"),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}", markup=False),
+        console=console,
+    ) as progress:
+        bar = progress.add_task("", total=n, tried=0)
+
+        def update(message: str, report) -> None:
+            if message.startswith("kept "):
+                progress.console.print(f"[green]task[/green] {message[5:]}", highlight=False)
+            progress.update(bar, completed=report.kept, tried=report.tried, description=message[:70])
+
+        try:
+            report = synthesize(
+                pypi,
+                out,
+                n=n,
+                seed=seed,
+                max_tries=max_tries,
+                pip=pip,
+                install=install,
+                client=client,
+                kinds=kind or None,
+                progress=update,
+                baseline_runs=baseline_runs,
+            )
+        except (SynthRunError, ImageBuildError) as exc:
+            progress.stop()
+            console.print(f"[red]error:[/red] {exc}", markup=False, highlight=False)
+            raise typer.Exit(2) from None
+    per_try = report.try_seconds / max(1, report.tried)
+    reasons = Counter(a.reason.split(" (")[0] for a in report.attempts if not a.kept)
+    if reasons:
+        console.print("rejected: " + ", ".join(f"{k} {v}" for k, v in reasons.most_common()), highlight=False)
+    console.print(
+        f"{report.kept} task(s) ({report.existing} already there) from {report.tried} tried mutation(s) of "
+        f"{report.sites} sites in {report.package} {report.version} -> {out}\n"
+        f"baseline suite {report.baseline_seconds:.1f} s ({report.baseline_passing} passing tests), "
+        f"{per_try:.1f} s per try"
+    )
+    if report.kept == 0:
+        raise typer.Exit(1)
+
+
+def _prepare_script(spec) -> str:  # noqa: ANN001
+    """What `harness.evaluate.run_instance` runs before the tests (for a patch touching no test file)."""
+    from harness.evaluate import paths_to_reset, prepare_script
+
+    return prepare_script("/tmp/srl-eval-TOKEN", [], paths_to_reset("", spec.test_patch))
+
+
+def _test_command(spec) -> str:  # noqa: ANN001
+    from harness.evaluate import build_test_command
+
+    return build_test_command(spec, "/tmp/srl-results-TOKEN.xml")

@@ -1,9 +1,11 @@
 """Patch evaluation: apply a candidate patch in a task's sandbox, run its tests, grade, report.
 
-The core is :func:`run_instance` (one task, one patch -> `InstanceReport`), shared with task
-validation. It costs one container and two round trips: one exec that writes the patches (inside the
-command), applies the patch and the test patch and, when they apply, runs the test command; and one
-read of the JUnit file. The time spent preparing counts against the test timeout.
+The core is :func:`run_instance` (one task, one patch -> `harness.grading.InstanceRun`, what happened)
+and the pure `harness.grading.grade` (run -> `InstanceReport`): `srl evaluate`, `srl task validate`,
+`srl run`, `srl traj replay` and the RLVR reward all call these two. A run costs one container and one
+command that writes the patches (inside the command), applies the patch and the test patch and, when
+they apply, installs the audit hook and runs the test command; the JUnit file and the audit log come
+back in its output. The time spent preparing counts against the test timeout.
 
 1. The candidate patch (CRLF normalised, newline-terminated) is tried with ``git apply``, then
    ``git apply --3way``, then ``patch --fuzz`` (dry run first, so it never half-applies), then, when
@@ -16,6 +18,10 @@ read of the JUnit file. The time spent preparing counts against the test timeout
 3. The test command runs with a wall-clock limit. For pytest, ``PYTEST_ADDOPTS`` adds ``-rA`` and
    ``--junitxml`` to a random path outside the repository; the harness reads that file back and
    cross-checks it, the log and the exit code (`harness.grading.cross_check`).
+4. Tampering (`harness.tamper`): the diff is scanned; a PEP 578 audit hook, written into the
+   environment's site-packages outside /testbed right before the tests, runs in every Python process of
+   the test command and records result-file writes, early exits and runner patching; canary tests with
+   random names and outcomes run with pytest. Any evidence makes the status ``tamper``.
 
 :func:`evaluate_predictions` runs many instances (a local pool or Ray tasks) into
 ``<output>/<run-id>/<model>/<instance_id>/`` (``patch.diff``, ``eval.log``, ``test_output.txt``,
@@ -43,9 +49,17 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from envs.spec import TaskSpec, is_test_path
-from harness.grading import STATUS_ORDER, InstanceReport, cross_check, final_status, grade_tests, is_resolved
-from harness.log_parsers import StatusMap, get_parser, parse_junit, read_junit
+from harness.grading import (
+    STATUS_ORDER,
+    InstanceReport,
+    InstanceRun,
+    grade,
+    grading_log,
+    observed_statuses,
+)
+from harness.log_parsers import StatusMap
 from harness.predictions import GOLD, Prediction, gold_predictions, load_predictions, safe_name
+from harness.tamper import audit_hook_source, canary_tests
 
 if TYPE_CHECKING:
     import docker
@@ -117,6 +131,8 @@ cd {testbed} || exit 2
 D={dir}
 CAND={candidate}
 RESET={reset}
+echo ">>>>> base $(git rev-parse HEAD 2>/dev/null)"
+git status --porcelain --untracked-files=no 2>/dev/null | head -n 5 | sed 's/^/>>>>> dirty /'
 restore() {{ git reset -q 2>/dev/null
   for f in "$@"; do
     if git cat-file -e HEAD:"$f" 2>/dev/null; then git checkout -q HEAD -- "$f"; else rm -rf -- "$f"; fi
@@ -143,12 +159,19 @@ if [ -s "$D/test.patch" ]; then
   echo ">>>>> applying the test patch"
   git apply --verbose --whitespace=nowarn "$D/test.patch" 2>&1 || {{ echo ">>>>> the test patch does not apply"; exit {test_patch_failed}; }}
 fi
+if [ -s "$D/canary.py" ]; then
+  C={canary}
+  if [ -d "$(dirname "$C")" ] && [ ! -e "$C" ]; then cp "$D/canary.py" "$C" && echo ">>>>> canary tests: $C"; fi
+fi
 exit 0
 """
 
 
-def prepare_script(workdir: str, candidate: list[str], reset: list[str], testbed: str = TESTBED) -> str:
-    """Bash that applies ``$D/model.patch`` (with fallbacks), resets test files, applies ``$D/test.patch``.
+def prepare_script(
+    workdir: str, candidate: list[str], reset: list[str], testbed: str = TESTBED, canary: str = ""
+) -> str:
+    """Bash that applies ``$D/model.patch`` (with fallbacks), resets test files, applies ``$D/test.patch``
+    and places ``$D/canary.py`` at ``canary`` (when its directory exists).
 
     Exit status: 0 ready, 10 the candidate patch does not apply, 11 the test patch does not apply.
     """
@@ -157,18 +180,32 @@ def prepare_script(workdir: str, candidate: list[str], reset: list[str], testbed
         dir=shlex.quote(workdir),
         candidate=_bash_array(candidate),
         reset=_bash_array(reset),
+        canary=shlex.quote(canary or "-"),
         patch_failed=_EXIT_PATCH_FAILED,
         test_patch_failed=_EXIT_TEST_PATCH_FAILED,
     )
 
 
-def build_test_command(spec: TaskSpec, junit_path: str) -> str:
-    """The test command, in a subshell, with the JUnit path exported (and given to pytest)."""
+def build_test_command(spec: TaskSpec, junit_path: str, canary: str | None = None) -> str:
+    """The test command, in a subshell, with the JUnit path exported (and given to pytest, with the
+    canary module, when there is one, as one more file to run)."""
     env = [f"SRL_JUNIT_XML={shlex.quote(junit_path)}"]
     if spec.log_parser == "pytest":
-        opts = f"-rA --junitxml={junit_path} -o junit_family=xunit1"
+        opts = f"-rA --junitxml={junit_path} -o junit_family=xunit1" + (f" {canary}" if canary else "")
         env.append(f"PYTEST_ADDOPTS={shlex.quote(opts)}")
     return f"( cd {TESTBED} && export {' '.join(env)} && {spec.test_command()} )"
+
+
+def install_audit_hook(workdir: str, token: str) -> str:
+    """Bash that puts the audit hook (``$D/audit.py``) into the site-packages of the ``python`` the tests
+    run with, outside the repository, loaded by a ``.pth`` file sorted first (before any other .pth)."""
+    find = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    return (
+        f'__sp=$(cd / && python -I -c {shlex.quote(find)} 2>/dev/null) && [ -d "$__sp" ] && '
+        f'cp {workdir}/audit.py "$__sp/_srl_audit_{token}.py" && '
+        f"echo 'import _srl_audit_{token}' > \"$__sp/00srl_{token}.pth\" "
+        f"|| echo '>>>>> the audit hook could not be installed'"
+    )
 
 
 # ---------------------------------------------------------------------------------------- one instance
@@ -199,7 +236,7 @@ def _sandbox_config(spec: TaskSpec, image: str, timeout: float, labels: dict[str
     )
 
 
-def evaluate_instance(
+def run_instance(
     spec: TaskSpec,
     patch: str | None,
     *,
@@ -212,66 +249,75 @@ def evaluate_instance(
     on_sandbox: Callable[[Any], None] | None = None,
     release: Callable[[Any], None] | None = None,
     run_empty: bool = False,
-) -> InstanceOutcome:
-    """Grade ``patch`` against ``spec``; never raises for a bad patch or a broken environment.
+    checks: bool | tuple[str, ...] = True,
+) -> InstanceRun:
+    """The one way an instance runs: prepare, apply ``patch`` (with fallbacks), reset test and compiled
+    files, apply the test patch, run the tests, collect their output and result files. Never raises for
+    a bad patch or a broken environment (``run.error`` says what failed); `harness.grading.grade` grades.
 
-    An empty patch is reported ``empty_patch`` without starting a container, unless ``run_empty``
-    (task validation: the tests at the base commit plus the test patch must fail). ``on_sandbox`` is
-    called with the open sandbox (so a caller can close it from another thread); ``release``, when
-    given, is called instead of closing the sandbox at the end and must close it (e.g. in the
-    background, so removing one container overlaps with the next instance).
+    An empty patch starts no container, unless ``run_empty`` (task validation: the tests at the base
+    commit plus the test patch). ``on_sandbox`` is called with the open sandbox (so a caller can close
+    it from another thread); ``release``, when given, is called instead of closing the sandbox at the
+    end and must close it. ``checks``: which runtime checks to add, ``("audit", "canary")`` (True) or
+    fewer (for measuring their cost only; a run without them is graded on fewer signals).
     """
     started = time.monotonic()
-    report = InstanceReport(
+    run = InstanceRun(
         instance_id=spec.instance_id,
-        model_name_or_path=model,
-        status="error",
-        patch_is_None=patch is None,
-        patch_exists=bool(patch and patch.strip()),
+        model=model,
+        patch=patch,
         patch_sha256=Prediction(
             instance_id=spec.instance_id, model_name_or_path=model, model_patch=patch
         ).patch_sha256,
+        run_empty=run_empty,
     )
-    files = {PATCH_FILE: patch or ""}
-    log: list[str] = []
-    if not report.patch_exists and not run_empty:
-        report.status = "empty_patch"
-        files[EVAL_LOG] = "the patch is empty: nothing to apply, no tests run\n"
-        report.duration_s = round(time.monotonic() - started, 3)
-        return InstanceOutcome(report, files)
-    patch = patch or ""
-    timeout = float(timeout or spec.limits.test_timeout)
-    statuses: StatusMap = {}
+    if not run.patch_exists and not run_empty:
+        run.log.append("the patch is empty: nothing to apply, no tests run")
+        return run
     try:
-        statuses = _run_in_sandbox(
+        _run_in_sandbox(
             spec,
-            patch,
-            report,
-            files,
-            log,
+            patch or "",
+            run,
             client=client,
-            timeout=timeout,
+            timeout=float(timeout or spec.limits.test_timeout),
             rebuild=rebuild,
             build_log_dir=build_log_dir,
             labels=labels or {},
             on_sandbox=on_sandbox,
             release=release,
+            checks=checks,
         )
     except Exception as exc:  # an infrastructure failure is this instance's "error", not the run's
-        report.status = "error"
-        report.error = f"{type(exc).__name__}: {exc}"
-        log.append(f">>>>> error: {report.error}")
+        run.error = f"{type(exc).__name__}: {exc}"
+        run.log.append(f">>>>> error: {run.error}")
+    run.duration_s = round(time.monotonic() - started, 3)
+    return run
+
+
+def evaluate_instance(spec: TaskSpec, patch: str | None, **kwargs: Any) -> InstanceOutcome:
+    """`run_instance` then `grade`, with the files that go next to the report (see `outcome_of`)."""
+    run = run_instance(spec, patch, **kwargs)
+    return outcome_of(spec, run, grade(spec, run))
+
+
+def outcome_of(spec: TaskSpec, run: InstanceRun, report: InstanceReport) -> InstanceOutcome:
+    """The report with its files: the patch, ``eval.log`` (preparation and grading) and the test output."""
+    files = {PATCH_FILE: run.patch or ""}
+    log = list(run.log)
+    if run.started and run.prepare_rc == 0 and run.error is None:
+        log += grading_log(report, spec)
     files[EVAL_LOG] = "\n".join(log) + "\n"
-    report.duration_s = round(time.monotonic() - started, 3)
+    if run.prepare_rc == 0:
+        files[TEST_OUTPUT] = run.test_output
+    statuses = observed_statuses(spec, run) if run.prepare_rc == 0 and run.error is None else {}
     return InstanceOutcome(report, files, statuses)
 
 
 def _run_in_sandbox(
     spec: TaskSpec,
     patch: str,
-    report: InstanceReport,
-    files: dict[str, str],
-    log: list[str],
+    run: InstanceRun,
     *,
     client: docker.DockerClient | None,
     timeout: float,
@@ -280,7 +326,8 @@ def _run_in_sandbox(
     labels: dict[str, str],
     on_sandbox: Callable[[Any], None] | None,
     release: Callable[[Any], None] | None,
-) -> StatusMap:
+    checks: bool | tuple[str, ...],
+) -> None:
     from harness.docker_env import get_client
     from harness.images import ensure_instance_image
     from harness.sandbox import Sandbox
@@ -290,77 +337,98 @@ def _run_in_sandbox(
     token = secrets.token_hex(12)
     workdir = f"/tmp/srl-eval-{token}"
     junit_path = f"/tmp/srl-results-{secrets.token_hex(12)}.xml"
+    audit_path = f"/tmp/srl-audit-{secrets.token_hex(12)}.log"
     normalized = normalize_patch(patch)
-    candidate = touched_paths(patch)
-    reset = paths_to_reset(patch, spec.test_patch)
+    wanted = ("audit", "canary") if checks is True else checks or ()
+    canary = (
+        canary_tests(spec.test_command(), spec.tests_to_run(), spec.log_parser)
+        if "canary" in wanted
+        else None
+    )
+    audit = "audit" in wanted
     payload = {
         "model.patch": normalized,
         "test.patch": spec.test_patch,
-        "prepare.sh": prepare_script(workdir, candidate, reset),
+        "prepare.sh": prepare_script(
+            workdir,
+            touched_paths(patch),
+            paths_to_reset(patch, spec.test_patch),
+            canary=canary.file if canary else "",
+        ),  # fmt: skip
     }
+    if audit:
+        result = junit_path if spec.log_parser in ("pytest", "junit") else None
+        payload["audit.py"] = audit_hook_source(audit_path, result)
+    if canary is not None:
+        payload["canary.py"] = canary.source()
     if normalized != patch and normalized != patch + "\n":
         payload["model.orig.patch"] = patch
     sb = Sandbox(_sandbox_config(spec, image, timeout, {"kind": "evaluate", **labels}), client=client)
     try:
         if on_sandbox is not None:
             on_sandbox(sb)
+        run.started = True
         # one command, the container's main process (no shell session, no `docker exec`): the files
         # travel inside it (base64); the preparation's log and exit status, then the test output, then
-        # the JUnit file (base64) follow each other separated by markers with a random token (the patch
-        # cannot print them ahead of time); the tests run only when the repository is ready, and the
-        # command's exit status is theirs
+        # the JUnit file and the audit log (base64) follow each other separated by markers with a random
+        # token (the patch cannot print them ahead of time); the tests run only when the repository is
+        # ready, and the command's exit status is theirs
         writes = " && ".join(
             f"echo {base64.b64encode(text.encode()).decode()} | base64 -d > {workdir}/{name}"
             for name, text in payload.items()
         )
-        prepared, results = f">>>>> prepared {token}", f">>>>> junit {token}"
+        prepared, results, audited = (f">>>>> {what} {token}" for what in ("prepared", "junit", "audit"))
+        hook = f"{install_audit_hook(workdir, token)}; " if audit else ""
         command = (
             f"mkdir -p {workdir} && {writes} && bash {workdir}/prepare.sh > {workdir}/prepare.log 2>&1; "
             f"__rc=$?; echo $__rc > {workdir}/prepare.rc; cat {workdir}/prepare.log; "
             f'echo "{prepared} $__rc"; '
-            f"if [ $__rc -eq 0 ]; then {build_test_command(spec, junit_path)}; __rc=$?; "
-            f"echo; echo '{results}'; base64 -w0 {junit_path} 2>/dev/null; echo; fi; (exit $__rc)"
+            f"if [ $__rc -eq 0 ]; then {hook}"
+            f"{build_test_command(spec, junit_path, canary.file if canary else None)}; __rc=$?; "
+            f"echo; echo '{results}'; base64 -w0 {junit_path} 2>/dev/null; echo; "
+            f"echo '{audited}'; base64 -w0 {audit_path} 2>/dev/null; echo; fi; (exit $__rc)"
         )
         res = sb.run_once(command, timeout=timeout)
         prep_out, prep_rc, test_out = _split_prepared(res.output, prepared)
-        test_out, junit_text = _split_junit(test_out, results)
+        test_out, audit_bytes = _split_marked(test_out, audited)
+        test_out, junit = _split_marked(test_out, results)
         if prep_rc is None and (res.timed_out or res.limit):
             # killed before the preparation reported (or its report was cut): the files still tell
             prep_out, prep_rc = _read_prepared(sb, workdir)
             test_out = res.output
-        log.append(prep_out.rstrip("\n"))
+        run.prepare_log, run.prepare_rc = prep_out, prep_rc
+        run.log.append(prep_out.rstrip("\n"))
         applied = _APPLIED_RE.search(prep_out)
-        report.apply_method = applied.group(1) if applied else None
-        if prep_rc == _EXIT_PATCH_FAILED:
-            report.status = "patch_failed"
-            return {}
-        report.patch_successfully_applied = applied is not None
-        if prep_rc == _EXIT_TEST_PATCH_FAILED:
-            report.error = "the task's test patch does not apply on top of the candidate patch"
-            return {}
+        run.apply_method = applied.group(1) if applied else None
+        head = re.search(r"^>>>>> base (\S*)$", prep_out, re.M)
+        run.base_head = head.group(1) if head else None
+        run.base_dirty = re.findall(r"^>>>>> dirty (.*)$", prep_out, re.M)
+        run.timed_out, run.exit_code, run.limit = res.timed_out, res.exit_code, res.limit
+        run.test_duration = res.duration
         if prep_rc != 0:
-            why = "timed out" if res.timed_out else f"exit {res.exit_code if prep_rc is None else prep_rc}"
-            report.error = f"preparing the repository failed ({why})"
-            return {}
-        log.append(f">>>>> running: {spec.test_command()}  (limit {timeout:g} s)")
-        files[TEST_OUTPUT] = test_out
-        report.timed_out = res.timed_out
-        report.test_exit_code = None if res.timed_out else res.exit_code
-        log.append(
+            if prep_rc is None:
+                run.exit_code = res.exit_code
+            return
+        run.canary = (
+            canary if canary is not None and f">>>>> canary tests: {canary.file}" in prep_out else None
+        )
+        run.test_command = spec.test_command()
+        run.test_output = test_out
+        run.log.append(f">>>>> running: {spec.test_command()}  (limit {timeout:g} s)")
+        run.log.append(
             f">>>>> test command: exit {res.exit_code}, {res.duration:.2f} s"
             + (", timed out" if res.timed_out else "")
             + (f", limit hit: {res.limit}" if res.limit else "")
         )
-        if junit_text is None:  # not in the output (cut by the output limit, or killed at the time limit)
-            try:
-                junit_text = sb.read_file(junit_path)
-            except (FileNotFoundError, IsADirectoryError):
-                junit_text = None
-        elif not junit_text:
-            junit_text = None  # the file was not written
+        if junit is None:  # not in the output (cut by the output limit, or killed at the time limit)
+            junit = _read_optional(sb, junit_path)
+        run.junit = junit or None  # b"": the file was not written
+        if audit:
+            if audit_bytes is None:
+                audit_bytes = _read_optional(sb, audit_path)
+            run.audit_log = (audit_bytes or b"").decode("utf-8", "replace")
     finally:
         (release or _close)(sb)
-    return _grade(spec, report, files, log, junit_text)
 
 
 def _split_prepared(output: str, marker: str) -> tuple[str, int | None, str]:
@@ -372,8 +440,9 @@ def _split_prepared(output: str, marker: str) -> tuple[str, int | None, str]:
     return prep_out, int(rc_text) if rc_text.strip().isdigit() else None, test_out
 
 
-def _split_junit(test_out: str, marker: str) -> tuple[str, bytes | None]:
-    """(test output, the JUnit file's bytes: b"" when it was not written, None when not in the output)."""
+def _split_marked(test_out: str, marker: str) -> tuple[str, bytes | None]:
+    """(the text before the marker's line, the base64 file after it: b"" when the file was not written,
+    None when the marker is not in the output)."""
     head, found, tail = test_out.rpartition(f"\n{marker}\n")
     if not found:
         return test_out, None
@@ -381,6 +450,13 @@ def _split_junit(test_out: str, marker: str) -> tuple[str, bytes | None]:
         return head, base64.b64decode(tail.strip(), validate=True)
     except ValueError:
         return head, None
+
+
+def _read_optional(sb: Any, path: str) -> bytes | None:
+    try:
+        return sb.read_file(path)
+    except (FileNotFoundError, IsADirectoryError):
+        return None
 
 
 def _read_prepared(sb: Any, workdir: str) -> tuple[str, int | None]:
@@ -394,77 +470,6 @@ def _read_prepared(sb: Any, workdir: str) -> tuple[str, int | None]:
 
 def _close(sb: Any) -> None:
     sb.close()
-
-
-def _grade(
-    spec: TaskSpec, report: InstanceReport, files: dict[str, str], log: list[str], junit_text: bytes | None
-) -> StatusMap:
-    """Fill the report's grading fields; return the cross-checked status of every test seen."""
-    tests = [*spec.FAIL_TO_PASS, *spec.PASS_TO_PASS]
-    junit = None
-    if junit_text is not None:
-        try:
-            junit = read_junit(junit_text)
-        except ValueError as exc:
-            log.append(f">>>>> the JUnit result file is unreadable: {exc}")
-    if spec.log_parser == "junit":
-        log_map = parse_junit(junit_text.decode("utf-8", "replace")) if junit_text else {}
-    else:
-        log_map = get_parser(spec.log_parser)(files.get(TEST_OUTPUT, ""))
-    confirmed, notes = cross_check(
-        log_map,
-        tests,
-        exit_code=report.test_exit_code,
-        junit=junit,
-        require_junit=spec.log_parser == "pytest",
-    )
-    report.notes = notes
-    report.test_statuses = {t: confirmed.get(t, "MISSING") for t in tests}
-    report.tests_status = grade_tests(confirmed, spec.FAIL_TO_PASS, spec.PASS_TO_PASS)
-    report.resolved = is_resolved(report.tests_status) and not report.timed_out
-    report.status = final_status(resolved=report.resolved, timed_out=report.timed_out)
-    for note in notes:
-        log.append(f">>>>> grading: {note}")
-    log.append(
-        f">>>>> {report.status}: FAIL_TO_PASS {len(report.tests_status.FAIL_TO_PASS.success)}/"
-        f"{len(spec.FAIL_TO_PASS)}, PASS_TO_PASS {len(report.tests_status.PASS_TO_PASS.success)}/"
-        f"{len(spec.PASS_TO_PASS)}"
-    )
-    require_junit = spec.log_parser == "pytest"
-    seen = list(dict.fromkeys([*log_map, *tests]))
-    return cross_check(
-        log_map, seen, exit_code=report.test_exit_code, junit=junit, require_junit=require_junit
-    )[0]
-
-
-def run_instance(
-    spec: TaskSpec,
-    patch: str | None,
-    *,
-    model: str = GOLD,
-    client: docker.DockerClient | None = None,
-    timeout: float | None = None,
-    log_dir: Path | None = None,
-    rebuild: bool = False,
-    run_empty: bool = False,
-) -> InstanceReport:
-    """Apply ``patch`` to ``spec``'s repo in a fresh sandbox, run its tests, grade them.
-
-    With ``log_dir`` the patch, ``eval.log``, ``test_output.txt`` and ``report.json`` are written there.
-    """
-    outcome = evaluate_instance(
-        spec,
-        patch,
-        model=model,
-        client=client,
-        timeout=timeout,
-        rebuild=rebuild,
-        build_log_dir=log_dir,
-        run_empty=run_empty,
-    )
-    if log_dir is not None:
-        write_outcome(outcome, Path(log_dir))
-    return outcome.report
 
 
 # ------------------------------------------------------------------------------------------ files
@@ -607,7 +612,9 @@ def summarize(
         by_status[r.status].append(r.instance_id)
     reported = {r.instance_id for r in reports}
     submitted_ids = sorted(set(submitted if submitted is not None else reported) | reported)
-    completed = sorted(by_status["resolved"] + by_status["unresolved"])
+    completed = sorted(
+        by_status["resolved"] + by_status["unresolved"] + by_status["tamper"] + by_status["env_error"]
+    )
     total = len(submitted_ids)
     return {
         "run_id": run_id,
@@ -617,6 +624,8 @@ def summarize(
         "completed_instances": len(completed),
         "resolved_instances": len(by_status["resolved"]),
         "unresolved_instances": len(by_status["unresolved"]),
+        "tamper_instances": len(by_status["tamper"]),
+        "env_error_instances": len(by_status["env_error"]),
         "empty_patch_instances": len(by_status["empty_patch"]),
         "patch_failed_instances": len(by_status["patch_failed"]),
         "timeout_instances": len(by_status["timeout"]),

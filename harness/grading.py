@@ -7,11 +7,18 @@ means every FAIL_TO_PASS and every PASS_TO_PASS test succeeded.
 Grading does not trust the log alone (a patch can print ``PASSED ...`` lines itself):
 :func:`cross_check` combines the log with the test command's exit code and, for pytest, with a JUnit
 XML file written to a per-run random path outside the repository and read back by the harness.
+
+:func:`grade` is the one grader: `harness.evaluate.run_instance` runs an instance and returns an
+:class:`InstanceRun` (plain data: what happened); ``grade(spec, run)`` turns it into an
+`InstanceReport`, adding the tamper evidence (`harness.tamper`: the diff scan, the audit log, the
+canary tests), broken environments (``env_error``) and SWE-bench's cut test ids.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,15 +30,33 @@ from harness.log_parsers import (
     XFAIL,
     XPASS,
     StatusMap,
+    get_parser,
     mangle_pytest_nodeid,
+    parse_junit,
+    read_junit,
 )
+from harness.tamper import Canary, Evidence, audit_findings, scan_patch
+
+if TYPE_CHECKING:
+    from envs.spec import TaskSpec
 
 PASSING = frozenset({PASSED, XFAIL, XPASS})
 _BAD = frozenset({FAILED, ERROR})
 _SEVERITY = {PASSED: 0, XPASS: 0, XFAIL: 0, SKIPPED: 1, FAILED: 2, ERROR: 3}
 
-Status = Literal["resolved", "unresolved", "empty_patch", "patch_failed", "timeout", "error"]
-STATUS_ORDER: tuple[str, ...] = ("resolved", "unresolved", "empty_patch", "patch_failed", "timeout", "error")
+Status = Literal[
+    "resolved", "unresolved", "tamper", "env_error", "empty_patch", "patch_failed", "timeout", "error"
+]
+STATUS_ORDER: tuple[str, ...] = (
+    "resolved",
+    "unresolved",
+    "tamper",
+    "env_error",
+    "empty_patch",
+    "patch_failed",
+    "timeout",
+    "error",
+)
 
 
 class SuccessFailure(BaseModel):
@@ -148,6 +173,8 @@ class InstanceReport(BaseModel):
     test_statuses: StatusMap = Field(default_factory=dict)
     patch_sha256: str = ""
     duration_s: float = 0.0
+    tamper: list[Evidence] = Field(default_factory=list, description="why the status is tamper")
+    env_error: str | None = Field(None, description="the first cause of a broken environment")
 
     def to_swebench(self) -> dict[str, dict]:
         body = self.model_dump(mode="json", exclude={"instance_id"})
@@ -165,3 +192,266 @@ def final_status(*, resolved: bool, timed_out: bool) -> Status:
     if timed_out:
         return "timeout"
     return "resolved" if resolved else "unresolved"
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+
+@dataclass
+class InstanceRun:
+    """What `harness.evaluate.run_instance` saw, as plain data (nothing graded yet).
+
+    ``prepare_rc``: 0 ready, 10 the candidate patch does not apply, 11 the test patch does not, None
+    when the preparation never reported (``error`` then says why when the run itself failed)."""
+
+    instance_id: str
+    model: str
+    patch: str | None
+    patch_sha256: str = ""
+    run_empty: bool = False
+    started: bool = False  # a sandbox ran (False: empty patch, or an infrastructure error before)
+    prepare_log: str = ""
+    prepare_rc: int | None = None
+    apply_method: str | None = None
+    base_head: str | None = None
+    base_dirty: list[str] = field(default_factory=list)
+    test_command: str = ""
+    test_output: str = ""
+    exit_code: int | None = None
+    timed_out: bool = False
+    limit: str | None = None
+    test_duration: float = 0.0
+    junit: bytes | None = None
+    audit_log: str | None = None
+    canary: Canary | None = None
+    error: str | None = None
+    duration_s: float = 0.0
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def patch_exists(self) -> bool:
+        return bool(self.patch and self.patch.strip())
+
+
+#: pytest's exit statuses after which results can be trusted: 0 all passed, 1 some failed. Others
+#: (2 interrupted or collection errors, 3 internal error, 4 usage error, 5 no tests) run no test fully.
+_PYTEST_TRUSTED_EXITS = (0, 1)
+_CAUSE_RE = re.compile(r"^(?:E\s+)?((?:ModuleNotFoundError|ImportError): \S.*)$", re.M)
+_NAMED_RE = re.compile(r"No module named '([^']+)'|cannot import name '([^']+)'")
+
+
+def match_listed(
+    listed: list[str], seen: list[str] | set[str] | dict
+) -> tuple[dict[str, list[str]], list[str]]:
+    """SWE-bench cut ids: its parsers cut a test id at its first whitespace, so a listed id such as
+    ``testing/test_mark.py::test_mark_option[(((`` names ``...[(((  xyz))  )-expected_passed1]``.
+    Returns, for each listed id absent from ``seen``, the full ids it is a cut of, and a note per
+    ambiguous one (graded by the worst of them)."""
+    present = set(seen)
+    by_cut: dict[str, list[str]] = {}
+    for full in present:
+        parts = re.split(r"\s", full, maxsplit=1)
+        if len(parts) == 2:
+            by_cut.setdefault(parts[0], []).append(full)
+    out: dict[str, list[str]] = {}
+    notes: list[str] = []
+    for test in listed:
+        if test in present or test not in by_cut:
+            continue
+        out[test] = sorted(by_cut[test])
+        if len(out[test]) > 1:
+            notes.append(
+                f"{test}: a cut id that matches {len(out[test])} tests ({'; '.join(out[test][:3])}): "
+                "graded by the worst of them"
+            )
+    return out, notes
+
+
+def env_error_cause(test_output: str, patch: str | None) -> str | None:
+    """The first import error the runner reported, unless it names something the candidate patch
+    itself mentions (then the patch broke the import, not the environment)."""
+    changed = "\n".join(
+        line[1:] for line in (patch or "").splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")
+    )
+    for m in _CAUSE_RE.finditer(test_output):
+        cause = m.group(1).strip()
+        named = _NAMED_RE.search(cause)
+        if named:
+            name = named.group(1) or named.group(2)
+            if any(re.search(rf"\b{re.escape(part)}\b", changed) for part in {name, name.split(".")[0]}):
+                return None
+        return cause
+    return None
+
+
+def _canary_evidence(
+    run: InstanceRun, log_map: StatusMap, junit: dict[tuple[str, str], str] | None
+) -> list[Evidence]:
+    canary = run.canary
+    if canary is None or run.timed_out or run.exit_code is None:
+        return []
+    if run.exit_code not in _PYTEST_TRUSTED_EXITS:
+        return []
+    found: list[Evidence] = []
+    if run.exit_code == 0 and "FAILED" in canary.expected.values():
+        found.append(
+            Evidence(
+                tamper_class=3,
+                source="canary",
+                where=canary.file,
+                detail="the test command exited 0 although a canary test fails by design",
+            )
+        )
+    junit_by_name = {name: status for (_, name), status in (junit or {}).items()}
+    for name, expected in canary.expected.items():
+        from_log = next((s for t, s in log_map.items() if t.endswith("::" + name)), None)
+        from_junit = junit_by_name.get(name)
+        for where, got in (("log", from_log), ("JUnit file", from_junit)):
+            if got != expected:
+                cls = 4 if got == PASSED and expected == FAILED else 3
+                found.append(
+                    Evidence(
+                        tamper_class=cls,
+                        source="canary",
+                        where=f"{canary.file}::{name}",
+                        detail=f"canary expected {expected}, the {where} says {got or 'nothing'}",
+                    )
+                )
+    return found
+
+
+def _worst(statuses: list[str | None]) -> str | None:
+    if not statuses or any(s is None for s in statuses):
+        return None
+    return max(statuses, key=lambda s: _SEVERITY[s])  # type: ignore[arg-type]
+
+
+def _signals(
+    spec: TaskSpec, run: InstanceRun
+) -> tuple[StatusMap, dict[tuple[str, str], str] | None, list[str]]:
+    """(the log's statuses, the JUnit file's, notes) as the run left them."""
+    notes: list[str] = []
+    junit = None
+    if run.junit is not None:
+        try:
+            junit = read_junit(run.junit)
+        except ValueError as exc:
+            notes.append(f"the JUnit result file is unreadable: {exc}")
+    if spec.log_parser == "junit":
+        log_map = parse_junit(run.junit.decode("utf-8", "replace")) if run.junit else {}
+    else:
+        log_map = get_parser(spec.log_parser)(run.test_output)
+    return log_map, junit, notes
+
+
+def _checked(
+    spec: TaskSpec, run: InstanceRun, tests: list[str], log_map: StatusMap, junit: dict | None
+) -> tuple[StatusMap, list[str]]:
+    """Cross-checked statuses of ``tests`` (listed ids, cut or not), and notes."""
+    require_junit = spec.log_parser == "pytest"
+    exit_code = None if run.timed_out else run.exit_code
+    if require_junit and exit_code not in (None, *_PYTEST_TRUSTED_EXITS):
+        return {t: ERROR for t in tests}, [
+            f"pytest exited {exit_code} (interrupted, collection or usage error, or no tests): results not trusted"
+        ]
+    alias, notes = match_listed(tests, log_map)
+    expanded = list(dict.fromkeys(f for t in tests for f in alias.get(t, [t])))
+    confirmed, check_notes = cross_check(
+        log_map, expanded, exit_code=exit_code, junit=junit, require_junit=require_junit
+    )
+    out: StatusMap = {}
+    for test in tests:
+        status = _worst([confirmed.get(f) for f in alias.get(test, [test])])
+        if status is not None:
+            out[test] = status
+    return out, notes + check_notes
+
+
+def grade(spec: TaskSpec, run: InstanceRun) -> InstanceReport:
+    """The one grader: ``run`` (what `run_instance` saw) -> the instance's report. Pure."""
+    report = InstanceReport(
+        instance_id=run.instance_id,
+        model_name_or_path=run.model,
+        status="error",
+        patch_is_None=run.patch is None,
+        patch_exists=run.patch_exists,
+        patch_sha256=run.patch_sha256,
+        apply_method=run.apply_method,
+        duration_s=run.duration_s,
+    )
+    if not run.patch_exists and not run.run_empty:
+        report.status = "empty_patch"
+        return report
+    if run.error is not None:
+        report.error = run.error
+        return report
+    if run.prepare_rc == 10:
+        report.status = "patch_failed"
+        return report
+    report.patch_successfully_applied = run.apply_method is not None
+    if run.prepare_rc == 11:
+        report.error = "the task's test patch does not apply on top of the candidate patch"
+        return report
+    if run.prepare_rc != 0:
+        why = (
+            "timed out"
+            if run.timed_out
+            else f"exit {run.exit_code if run.prepare_rc is None else run.prepare_rc}"
+        )
+        report.error = f"preparing the repository failed ({why})"
+        return report
+    report.timed_out = run.timed_out
+    report.test_exit_code = None if run.timed_out else run.exit_code
+    tests = [*spec.FAIL_TO_PASS, *spec.PASS_TO_PASS]
+    log_map, junit, notes = _signals(spec, run)
+    confirmed, check_notes = _checked(spec, run, tests, log_map, junit)
+    report.notes = notes + check_notes
+    report.test_statuses = {t: confirmed.get(t, "MISSING") for t in tests}
+    report.tests_status = grade_tests(confirmed, spec.FAIL_TO_PASS, spec.PASS_TO_PASS)
+    # tamper evidence: the diff, the audit hook, the canaries
+    evidence: list[Evidence] = []
+    if run.patch_exists:
+        evidence += scan_patch(run.patch or "", protected=[*spec.test_files, *spec.tests_to_run()])
+    audit, audit_notes = audit_findings(run.audit_log, report.test_exit_code, run.timed_out)
+    evidence += audit
+    report.notes += audit_notes
+    evidence += _canary_evidence(run, log_map, junit)
+    report.tamper = evidence
+    if evidence:
+        report.status = "tamper"
+        return report
+    report.resolved = is_resolved(report.tests_status) and not run.timed_out
+    report.status = final_status(resolved=report.resolved, timed_out=run.timed_out)
+    if (
+        report.status == "unresolved"
+        and tests
+        and all(report.test_statuses[t] in ("MISSING", ERROR) for t in tests)
+    ):
+        cause = env_error_cause(run.test_output, run.patch)
+        if cause is not None:
+            report.status, report.env_error = "env_error", cause
+    return report
+
+
+def observed_statuses(spec: TaskSpec, run: InstanceRun) -> StatusMap:
+    """The cross-checked status of every test the run reported (canaries left out): what task
+    validation and test discovery compare between runs."""
+    log_map, junit, _ = _signals(spec, run)
+    canaries = set(run.canary.expected) if run.canary else set()
+    seen = [t for t in log_map if t.rpartition("::")[2] not in canaries]
+    tests = list(dict.fromkeys([*seen, *spec.FAIL_TO_PASS, *spec.PASS_TO_PASS]))
+    return _checked(spec, run, tests, log_map, junit)[0]
+
+
+def grading_log(report: InstanceReport, spec: TaskSpec) -> list[str]:
+    """The eval-log lines that say how ``report`` was graded."""
+    lines = [f">>>>> grading: {note}" for note in report.notes]
+    lines += [f">>>>> tamper: {ev}" for ev in report.tamper]
+    if report.env_error:
+        lines.append(f">>>>> broken environment: {report.env_error}")
+    lines.append(
+        f">>>>> {report.status}: FAIL_TO_PASS {len(report.tests_status.FAIL_TO_PASS.success)}/"
+        f"{len(spec.FAIL_TO_PASS)}, PASS_TO_PASS {len(report.tests_status.PASS_TO_PASS.success)}/"
+        f"{len(spec.PASS_TO_PASS)}"
+    )
+    return lines

@@ -44,8 +44,9 @@ def register_parser(name: str) -> Callable[[LogParser], LogParser]:
 
 
 def get_parser(name: str) -> LogParser:
+    """The parser registered as `name`; SWE-bench's row names (``parse_log_django``) are accepted too."""
     try:
-        return _PARSERS[name]
+        return _PARSERS[name.removeprefix("parse_log_")]
     except KeyError:
         raise KeyError(
             f"unknown log parser {name!r}; expected one of: {', '.join(sorted(_PARSERS))}"
@@ -71,6 +72,10 @@ _VERBOSE_RE = re.compile(
     r"^(?P<id>\S[^\s:]*::.*?) (?P<status>PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)(?: \(.*\))?\s+\[\s*\d+%\]\s*$"
 )
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# classic / `-vv` line without a percentage: "tests/a.py::test_x PASSED", "t.py::test_y SKIPPED [1] why"
+_CLASSIC_RE = re.compile(
+    r"^(?P<id>\S[^\s:]*::\S.*?) (?P<status>PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)(?: \[\d+\].*| \(.*\))?\s*$"
+)
 
 
 def split_summary_rest(rest: str) -> str:
@@ -110,7 +115,7 @@ def parse_pytest(log: str) -> StatusMap:
             if test:
                 _record(status_map, test, status)
             continue
-        m = _VERBOSE_RE.match(line)
+        m = _VERBOSE_RE.match(line) or _CLASSIC_RE.match(line)
         if m:
             _record(status_map, m["id"], m["status"])
     return status_map
@@ -252,3 +257,139 @@ def parse_junit(log: str) -> StatusMap:
     except ValueError:
         return {}
     return {(f"{cls}::{name}" if cls else name): status for (cls, name), status in cases.items()}
+
+
+# ------------------------------------------------------------------ the SWE-bench repositories' parsers
+#
+# SWE-bench names one parser per repository (`envs/swebench_specs/python.json`, ``log_parser``); they are
+# registered here under SWE-bench's names without the ``parse_log_`` prefix. Where SWE-bench's own parser
+# is wrong the difference is named in tests/test_log_parsers.py.
+
+_OPTION_RE = re.compile(r"^(?P<main>.*?)\[(?P<option>.*)\]$")
+
+
+def _shorten_path_option(test: str) -> str:
+    """``t.py::test_x[/abs/path/to/file.txt]`` -> ``t.py::test_x[/file.txt]`` (SWE-bench's requests,
+    pylint and pydicom ids: a parameter that is an absolute path keeps only its last component)."""
+    m = _OPTION_RE.match(test)
+    if not m:
+        return test
+    option = m["option"]
+    if option.startswith("/") and not option.startswith("//") and "*" not in option:
+        option = "/" + option.split("/")[-1]
+    return f"{m['main']}[{option}]"
+
+
+@register_parser("pytest_options")
+def parse_pytest_options(log: str) -> StatusMap:
+    """pytest output whose parametrized ids carry absolute paths, shortened as SWE-bench lists them."""
+    status_map: StatusMap = {}
+    for test, status in parse_pytest(log).items():
+        _record(status_map, _shorten_path_option(test), status)
+    return status_map
+
+
+@register_parser("pytest_v2")
+def parse_pytest_v2(log: str) -> StatusMap:
+    """pytest output with colour codes and classic ``id STATUS`` lines (astropy's ``-vv -o
+    console_output_style=classic``, scikit-learn, sphinx through tox)."""
+    text = _ANSI_RE.sub("", log)
+    text = re.sub(r"\[\d+m", "", text)  # colour codes whose escape byte was lost
+    return parse_pytest(text)
+
+
+@register_parser("matplotlib")
+def parse_matplotlib(log: str) -> StatusMap:
+    """pytest output; enum members in parametrized ids are written as their values, as SWE-bench lists
+    them (``MouseButton.LEFT`` -> ``1``, ``MouseButton.RIGHT`` -> ``3``)."""
+    return parse_pytest(log.replace("MouseButton.LEFT", "1").replace("MouseButton.RIGHT", "3"))
+
+
+@register_parser("seaborn")
+def parse_seaborn(log: str) -> StatusMap:
+    """seaborn's ``pytest --no-header -rA`` output (summary lines, and ``id PASSED`` progress lines)."""
+    return parse_pytest(log)
+
+
+_SYMPY_RESULT_RE = re.compile(r"^(?P<name>test_\w+) (?P<result>ok|F|E|f|s|X|w)(?:\s+\[(?:OK|FAIL)\])?$")
+_SYMPY_HEADER_RE = re.compile(r"^_+ (?P<path>\S+\.py):(?P<name>\S+) _+$")
+_SYMPY_STATUS = {"ok": PASSED, "F": FAILED, "E": ERROR, "f": XFAIL, "s": SKIPPED, "X": FAILED}
+
+
+@register_parser("sympy")
+def parse_sympy(log: str) -> StatusMap:
+    """sympy's ``bin/test -C --verbose``: ``test_name ok|F|E|f|s`` lines, and the failure section's
+    ``____ path.py:test_name ____`` headers (recorded as ``path.py:test_name``, FAILED)."""
+    status_map: StatusMap = {}
+    for raw in log.splitlines():
+        line = _ANSI_RE.sub("", raw).strip()
+        m = _SYMPY_HEADER_RE.match(line)
+        if m:
+            _record(status_map, f"{m['path']}:{m['name']}", FAILED)
+            continue
+        m = _SYMPY_RESULT_RE.match(line)
+        if m and m["result"] in _SYMPY_STATUS:
+            _record(status_map, m["name"], _SYMPY_STATUS[m["result"]])
+    return status_map
+
+
+_DJANGO_RESULT_RE = re.compile(
+    r"^(?P<name>.+?) \.\.\.\s+(?P<result>ok|OK|FAIL|ERROR|skipped\b.*|expected failure|unexpected success)$"
+)
+_DJANGO_HEADER_RE = re.compile(r"^(?P<kind>FAIL|ERROR): (?P<name>.+)$")
+# django__django-7188: migration output on the same line before the test's name
+_DJANGO_APPLYING_RE = re.compile(r"^Applying \S+\.\.\.\s*(?=\S)")
+_DJANGO_STATUS = {
+    "ok": PASSED,
+    "OK": PASSED,
+    "FAIL": FAILED,
+    "ERROR": ERROR,
+    "expected failure": XFAIL,
+    "unexpected success": FAILED,
+}
+
+
+@register_parser("django")
+def parse_django(log: str) -> StatusMap:
+    """Django's ``tests/runtests.py --verbosity 2``: ``name ... ok|FAIL|ERROR|skipped '...'``.
+
+    Names are kept as the runner printed them, which is how SWE-bench lists them: ``test_x (mod.Class)``,
+    on Python >= 3.11 ``test_x (mod.Class.test_x)``, or a test's docstring line. A result printed on a
+    later line (the test wrote output first) belongs to the last pending test; ``FAIL:`` / ``ERROR:``
+    headers of the failure section mark their test too (subtest headers carry the parameters).
+    """
+    status_map: StatusMap = {}
+    pending: str | None = None
+    for raw in log.splitlines():
+        line = _ANSI_RE.sub("", raw).rstrip("\r").strip()
+        line = _DJANGO_APPLYING_RE.sub("", line)
+        m = _DJANGO_RESULT_RE.match(line)
+        if m:
+            result = m["result"]
+            status = SKIPPED if result.startswith("skipped") else _DJANGO_STATUS[result]
+            _record(status_map, m["name"].strip(), status)
+            pending = None
+            continue
+        if " ... " in line:
+            pending = line.split(" ... ", 1)[0].strip()
+            continue
+        m = _DJANGO_HEADER_RE.match(line)
+        if m:
+            _record(status_map, m["name"].strip(), ERROR if m["kind"] == "ERROR" else FAILED)
+            continue
+        if pending is not None and line in _DJANGO_STATUS:
+            _record(status_map, pending, _DJANGO_STATUS[line])
+            pending = None
+        elif pending is not None and line.startswith("skipped"):
+            _record(status_map, pending, SKIPPED)
+            pending = None
+    return status_map
+
+
+# Repository names SWE-bench's tables give its parsers (`parse_log_flask = parse_log_pytest`, ...).
+for _alias in ("astroid", "flask", "marshmallow", "pvlib", "pyvista", "sqlfluff", "xarray"):
+    register_parser(_alias)(parse_pytest)
+for _alias in ("pydicom", "requests", "pylint"):
+    register_parser(_alias)(parse_pytest_options)
+for _alias in ("astropy", "scikit", "sphinx"):
+    register_parser(_alias)(parse_pytest_v2)

@@ -340,10 +340,12 @@ def replay_task(
     )
     if config.run_tests:
         from harness.evaluate import run_instance
+        from harness.grading import grade
 
         say("running the task's tests on the final diff")
-        grading = run_instance(spec, report.final_patch or None, model="replay", client=client,
-                               timeout=config.test_timeout)  # fmt: skip
+        run = run_instance(spec, report.final_patch or None, model="replay", client=client,
+                           timeout=config.test_timeout)  # fmt: skip
+        grading = grade(spec, run)
         report.resolved = grading.resolved
         report.grading = grading.model_dump(mode="json")
     report.wall_time = round(time.perf_counter() - started, 3)

@@ -108,8 +108,9 @@ def make_step_reward_func(mode: Mode = "exact", autojunk: bool = False):
     return func
 
 
-def outcome_reward(resolved: bool | None, format_error: bool = False) -> float:
-    """RLVR reward of one episode: -1.0 on a format error, 1.0 resolved, 0.0 otherwise (or unknown)."""
-    if format_error:
+def outcome_reward(resolved: bool | None, format_error: bool = False, tamper: bool = False) -> float:
+    """RLVR reward of one episode: -1.0 on a format error or a patch graded ``tamper`` (it tried to forge
+    its grade), 1.0 resolved, 0.0 otherwise (or unknown)."""
+    if format_error or tamper:
         return FORMAT_ERROR_REWARD
     return 1.0 if resolved else 0.0

@@ -1,10 +1,14 @@
 """Validate tasks in sandboxes: the tests say what the task says they say.
 
-For each run (a fresh sandbox from the task's instance image):
-1. the tree is clean at ``base_commit``;
-2. with the test patch applied, FAIL_TO_PASS tests fail and PASS_TO_PASS tests pass;
-3. with the gold patch applied too, all of them pass.
-With ``runs > 1`` every test whose status differs between runs of the same phase is flagged flaky.
+Each run grades two patches through the one grading path (`harness.evaluate.run_instance`, then the
+pure `harness.grading.grade`, with every cross-check, the tamper checks and ``env_error``), each in a
+fresh sandbox from the task's instance image, exactly as ``srl evaluate`` would:
+1. the empty patch (``run_empty``): the tree is clean at ``base_commit``; with the test patch applied,
+   FAIL_TO_PASS tests fail and PASS_TO_PASS tests pass;
+2. the gold patch: every listed test passes (the report says ``resolved``).
+With ``runs > 1`` every test whose status differs between runs of the same phase is flagged flaky. A
+broken environment (the listed tests all missing or ERROR after an import error) is reported with its
+first cause.
 
 `discover_tests` is the same procedure without expectations: it returns the tests that go from failing
 to passing and those that pass both times (how mined tasks get their FAIL_TO_PASS / PASS_TO_PASS).
@@ -21,10 +25,11 @@ from pathlib import Path
 import docker
 from pydantic import BaseModel, ConfigDict, Field
 
-from envs.spec import TEST_OUTPUT_END, TEST_OUTPUT_START, TESTBED, TaskSpec
+from envs.spec import TaskSpec
+from harness.evaluate import run_instance
+from harness.grading import InstanceRun, grade, observed_statuses
 from harness.images import ImageBuildError, default_log_dir, ensure_instance_image
-from harness.log_parsers import PASSED, XPASS, get_parser
-from harness.sandbox import Sandbox, SandboxConfig, SandboxError
+from harness.log_parsers import PASSED, XPASS
 
 GOOD = {PASSED, XPASS}
 
@@ -34,10 +39,13 @@ class PhaseResult(BaseModel):
 
     phase: str  # "before" (test patch only) or "after" (test patch + gold patch)
     run: int
-    exit_code: int
+    exit_code: int | None = None
+    status: str = ""  # the grade of this phase's run (harness.grading statuses)
     timed_out: bool = False
     duration: float = 0.0
     statuses: dict[str, str] = Field(default_factory=dict)
+    env_error: str | None = None
+    tamper: list[str] = Field(default_factory=list)
     log: str | None = None  # host path of the saved test output
 
 
@@ -49,6 +57,7 @@ class TaskValidation(BaseModel):
     instance_id: str
     valid: bool = False
     problems: list[str] = Field(default_factory=list)
+    env_error: str | None = Field(None, description="first cause of a broken environment, if any")
     image: str | None = None
     build_seconds: float = 0.0
     test_seconds: float = 0.0
@@ -58,95 +67,64 @@ class TaskValidation(BaseModel):
     pass_to_pass: list[str] = Field(default_factory=list)
 
 
-def sandbox_config(spec: TaskSpec, image: str) -> SandboxConfig:
-    lim = spec.limits
-    return SandboxConfig(
-        image=image,
-        cpus=lim.cpus,
-        memory=lim.memory,
-        pids_limit=lim.pids,
-        timeout=lim.test_timeout,
-        output_limit=2_000_000,
-        workdir=TESTBED,
-        network=False,
-        extra_labels={"kind": "validate", "instance_id": spec.instance_id},
-    )
-
-
-def extract_test_output(log: str) -> str:
-    """The part of an eval-script log between the start and end markers (all of it if absent)."""
-    start = log.find(TEST_OUTPUT_START)
-    end = log.rfind(TEST_OUTPUT_END)
-    if start < 0:
-        return log
-    return log[start + len(TEST_OUTPUT_START) : end if end > start else len(log)]
-
-
-def _run_eval(sb: Sandbox, spec: TaskSpec, phase: str, run: int, log_dir: Path | None) -> PhaseResult:
-    sb.write_file("/tmp/srl_eval.sh", spec.eval_script())
-    t0 = time.monotonic()
-    res = sb.exec(
-        "bash /tmp/srl_eval.sh > /tmp/srl_eval.log 2>&1; echo $?", timeout=spec.limits.test_timeout + 30
-    )
-    duration = time.monotonic() - t0
-    try:
-        log = sb.read_file("/tmp/srl_eval.log").decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        log = res.output
+def _phase(
+    spec: TaskSpec, phase: str, number: int, run: InstanceRun, log_dir: Path | None, problems: list[str]
+) -> PhaseResult:
+    """Grade one run of one phase; its problems (beyond test statuses) go to ``problems``."""
+    report = grade(spec, run)
     path = None
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
-        p = log_dir / f"run{run}_{phase}.log"
-        p.write_text(log, encoding="utf-8")
+        p = log_dir / f"run{number}_{phase}.log"
+        p.write_text("\n".join(run.log) + "\n" + run.test_output, encoding="utf-8")
         path = str(p)
-    try:
-        code = int(res.output.strip().splitlines()[-1]) if not res.timed_out else -1
-    except (ValueError, IndexError):
-        code = -1
-    statuses = (
-        get_parser(spec.log_parser)(extract_test_output(log)) if ">>>>> Test patch failed" not in log else {}
-    )
+    what = "the test patch alone" if phase == "before" else "the gold patch"
+    if run.error:
+        problems.append(f"run {number} with {what} failed: {run.error}")
+    if report.status == "env_error":
+        problems.append(f"env_error: {report.env_error} (run {number} with {what})")
+    if report.status == "tamper":
+        problems.append(f"{what} is graded tamper: " + "; ".join(str(e) for e in report.tamper[:3]))
+    if run.timed_out:
+        problems.append(f"tests timed out with {what} (limit {spec.limits.test_timeout} s)")
+    ok = run.prepare_rc == 0 and not run.error
     return PhaseResult(
         phase=phase,
-        run=run,
-        exit_code=code,
-        timed_out=res.timed_out,
-        duration=duration,
-        statuses=statuses,
+        run=number,
+        exit_code=run.exit_code,
+        status=report.status,
+        timed_out=run.timed_out,
+        duration=round(run.test_duration, 3),
+        statuses=observed_statuses(spec, run) if ok else {},
+        env_error=report.env_error,
+        tamper=[str(e) for e in report.tamper],
         log=path,
     )
 
 
 def _one_run(
-    sb: Sandbox, spec: TaskSpec, run: int, log_dir: Path | None, problems: list[str]
+    spec: TaskSpec, number: int, client: docker.DockerClient | None, log_dir: Path | None, problems: list[str]
 ) -> list[PhaseResult]:
     out: list[PhaseResult] = []
-    head = sb.exec(f"cd {TESTBED} && git rev-parse HEAD && git status --porcelain", timeout=60)
-    lines = head.output.strip().splitlines()
-    if not lines or lines[0] != spec.base_commit and not lines[0].startswith(spec.base_commit):
-        problems.append(f"HEAD in the image is {lines[:1]}, expected base_commit {spec.base_commit}")
-    if len(lines) > 1:
-        problems.append(f"working tree not clean in the image: {lines[1:4]}")
-    before = _run_eval(sb, spec, "before", run, log_dir)
-    out.append(before)
-    if before.exit_code == 3 and not before.statuses:
+    labels = {"kind": "validate", "instance_id": spec.instance_id}
+    before = run_instance(spec, None, run_empty=True, client=client, labels=labels)
+    head = before.base_head or ""
+    if before.started and not before.error and not head.startswith(spec.base_commit):
+        problems.append(f"HEAD in the image is {head or 'unknown'}, expected base_commit {spec.base_commit}")
+    if before.base_dirty:
+        problems.append(f"working tree not clean in the image: {before.base_dirty[:4]}")
+    if before.prepare_rc == 11:
         problems.append("test_patch does not apply at base_commit")
         return out
-    if before.timed_out:
-        problems.append(f"tests timed out before the gold patch (limit {spec.limits.test_timeout} s)")
-    if spec.patch.strip():
-        sb.write_file("/tmp/srl_gold.patch", spec.patch)
-        applied = sb.exec(f"cd {TESTBED} && git apply -v /tmp/srl_gold.patch", timeout=120)
-        if applied.exit_code != 0:
-            problems.append(f"gold patch does not apply: {applied.output.strip()[-400:]}")
-            return out
-    else:
+    out.append(_phase(spec, "before", number, before, log_dir, problems))
+    if not spec.patch.strip():
         problems.append("no gold patch")
         return out
-    after = _run_eval(sb, spec, "after", run, log_dir)
-    if after.timed_out:
-        problems.append(f"tests timed out after the gold patch (limit {spec.limits.test_timeout} s)")
-    out.append(after)
+    after = run_instance(spec, spec.patch, client=client, labels=labels)
+    if after.prepare_rc == 10:
+        problems.append(f"gold patch does not apply: {after.prepare_log.strip()[-400:]}")
+        return out
+    out.append(_phase(spec, "after", number, after, log_dir, problems))
     return out
 
 
@@ -236,11 +214,7 @@ def run_task(
     results: list[PhaseResult] = []
     t1 = time.monotonic()
     for run in range(1, runs + 1):
-        try:
-            with Sandbox(sandbox_config(spec, out.image), client=client) as sb:
-                results += _one_run(sb, spec, run, log_dir / "validate", problems)
-        except SandboxError as exc:
-            problems.append(f"sandbox failed in run {run}: {exc}")
+        results += _one_run(spec, run, client, log_dir / "validate", problems)
     out.test_seconds = time.monotonic() - t1
     out.runs = results
     out.flaky = _flaky(results)
@@ -271,6 +245,7 @@ def run_task(
         if named_flaky:
             problems.append(f"flaky tests across {runs} runs: {named_flaky[:5]}")
     out.problems = _dedupe(problems)
+    out.env_error = next((r.env_error for r in results if r.env_error), None)
     out.valid = not out.problems
     return out
 

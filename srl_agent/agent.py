@@ -18,8 +18,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from envs.spec import TaskSpec
-from harness.evaluate import run_instance
-from harness.grading import InstanceReport
+from harness.evaluate import outcome_of, run_instance, write_outcome
+from harness.grading import InstanceReport, grade
 from harness.images import ensure_instance_image
 from harness.sandbox import Sandbox, SandboxConfig
 from harness.tools.runtime import ToolRuntime
@@ -174,8 +174,10 @@ def run_episode(
 
     report: InstanceReport | None = None
     if cfg.grade and status != "error":
-        report = run_instance(spec, patch or None, model=model_name, client=client,
-                              log_dir=out_dir / "eval" if out_dir else None)
+        run = run_instance(spec, patch or None, model=model_name, client=client)
+        report = grade(spec, run)
+        if out_dir is not None:
+            write_outcome(outcome_of(spec, run, report), out_dir / "eval")
         traj.resolved = report.resolved
         if traj_path is not None:
             traj_path.write_text(traj.model_dump_json() + "\n")

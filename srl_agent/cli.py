@@ -29,7 +29,7 @@ _COMMANDS: dict[str, tuple[str, str, str, str] | str] = {
     "image": ("harness.cli_sandbox", "image_app", "Build and prune the project's Docker images.", _ENV),
     "sandbox": ("harness.cli_sandbox", "sandbox_app", "Run commands in sandboxes; remove leftovers.", _ENV),
     "task": ("harness.cli_task", "task_app", "List, show, build, validate and mine repo tasks.", _ENV),
-    "traj": ("trajectories.cli", "traj_app", "Import, show and replay expert trajectories.", _DATA),
+    "traj": ("trajectories.cli", "traj_app", "Import, show, generate and replay expert trajectories.", _DATA),
     "data": ("trajectories.cli", "data_app", "Build step-wise SRL data sets from trajectories.", _DATA),
     "score": (
         "harness.cli_score",
@@ -52,6 +52,12 @@ _COMMANDS: dict[str, tuple[str, str, str, str] | str] = {
         _LEARN,
     ),
     "demo": ("srl_agent.demo", "demo", "The end-to-end demo on the bundled defaults (the main job).", _LEARN),
+    "experiment": (
+        "srl_agent.experiment",
+        "experiment",
+        "Compare SFT, SRL, SRL -> RLVR and RLVR alone at equal training tokens (report + plot).",
+        _LEARN,
+    ),
 }
 
 
@@ -65,14 +71,21 @@ def _mount(app: typer.Typer, name: str) -> None:
     module, attribute, help_text, panel = entry
     obj = getattr(importlib.import_module(module), attribute)
     if isinstance(obj, typer.Typer):
-        if name == "traj":  # replay lives in harness (it needs sandboxes); it joins the traj group here
+        if name == "traj":  # replay and generate live in harness (they need sandboxes); they join here
+            from harness.cli_generate import generate
             from harness.cli_replay import replay
 
-            if "replay" not in {c.name for c in obj.registered_commands}:
+            registered = {c.name for c in obj.registered_commands}
+            if "replay" not in registered:
                 obj.command(
                     "replay",
                     help="Replay an expert trajectory in a sandbox of its task; compare observations, diff, tests.",
                 )(replay)
+            if "generate" not in registered:
+                obj.command(
+                    "generate",
+                    help="Generate expert runs from tasks' gold patches in sandboxes (scripted expert).",
+                )(generate)
         app.add_typer(obj, name=name, help=help_text, rich_help_panel=panel)
     else:
         app.command(name, help=help_text, rich_help_panel=panel)(obj)

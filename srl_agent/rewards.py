@@ -29,11 +29,15 @@ def make_outcome_reward() -> RewardFunc:
     """The RLVR reward for TRL: `harness.scoring.outcome_reward` of each rollout's episode result.
 
     The rollout function (see `srl_agent.train.rlvr`) puts each episode's result in the column
-    ``episode`` (via TRL's ``rollout_func`` extra fields): ``{"resolved": bool | None, "format_error": bool}``.
+    ``episode`` (via TRL's ``rollout_func`` extra fields): ``{"resolved": bool | None, "format_error": bool,
+    "tamper": bool}``.
     """
     from harness.scoring import outcome_reward
 
     def outcome(completions: list[Any], episode: list[dict[str, Any]], **kwargs: Any) -> list[float]:
-        return [outcome_reward(ep.get("resolved"), bool(ep.get("format_error"))) for ep in episode]
+        return [
+            outcome_reward(ep.get("resolved"), bool(ep.get("format_error")), bool(ep.get("tamper")))
+            for ep in episode
+        ]
 
     return outcome

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from envs.spec import TaskSpec
-from harness.evaluate import run_instance
+from harness.evaluate import outcome_of, run_instance, write_outcome
+from harness.grading import grade as grade_run
 from harness.images import ensure_instance_image
 from harness.tools.runtime import ToolRuntime
 from srl_agent.agent import TESTBED, task_sandbox
@@ -115,10 +116,14 @@ def play_chat_episode(
         if not submitted:
             patch = sb.diff(TESTBED)
     resolved: bool | None = None
+    tamper: list[str] = []
     if grade and not format_error:
-        report = run_instance(spec, patch or None, model="rlvr", client=client,
-                              log_dir=out_dir / "eval" / tag if out_dir else None)
-        resolved = report.resolved
+        run = run_instance(spec, patch or None, model="rlvr", client=client)
+        report = grade_run(spec, run)
+        if out_dir:
+            write_outcome(outcome_of(spec, run, report), out_dir / "eval" / tag)
+        resolved, tamper = report.resolved, [str(e) for e in report.tamper]
+        traj.metadata["grade"] = {"status": report.status, "tamper": tamper}
     traj.final_patch, traj.resolved = patch, resolved
     traj.exit_status = "format_error" if format_error else ("submitted" if patch else "no_patch")
     path = None
@@ -129,7 +134,8 @@ def play_chat_episode(
     cut = max_completion_tokens
     return EpisodeResult(prompt_ids=prompt_ids, completion_ids=completion[:cut], env_mask=mask[:cut],
                          logprobs=logprobs[:cut] if logprobs else None,
-                         resolved=resolved, format_error=format_error, trajectory_path=str(path) if path else None)
+                         resolved=resolved, format_error=format_error, tamper=tamper,
+                         trajectory_path=str(path) if path else None)
 
 
 def _without_trailing_specials(ids: list[int], tokenizer: Any) -> list[int]:

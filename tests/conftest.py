@@ -11,7 +11,35 @@ from pathlib import Path
 
 import pytest
 
-FIXTURES = Path(__file__).parent / "fixtures"
+#: Public data files (real trajectories, task rows) live beside the clone in ``../shared/fixtures/``,
+#: never in the project; ``SRL_SWE_SHARED_FIXTURES`` points elsewhere. Where they are absent (a clone
+#: outside this workplace) the tests that read them skip and say where the files come from.
+SHARED_FIXTURES = Path(
+    os.environ.get("SRL_SWE_SHARED_FIXTURES") or Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+)
+_WHERE = (
+    "public fixtures come from ../shared/fixtures/ beside the clone (see its README.md and SOURCES.md: "
+    "SWE-agent, mini-swe-agent, OpenHands trajectories and SWE-bench rows); set SRL_SWE_SHARED_FIXTURES"
+)
+
+
+def shared_fixture(*parts: str) -> Path:
+    """The path of a public fixture file or folder under ``../shared/fixtures``; skips the calling test
+    when it is not there. The one way tests reach public data files."""
+    path = SHARED_FIXTURES.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{'/'.join(parts)} not found at {path}: {_WHERE}")
+    return path
+
+
+def shared_files(*parts: str, pattern: str = "*") -> list[Path]:
+    """Sorted files matching `pattern` in a shared fixture folder, for parametrize at import time
+    (an empty list, so an empty parameter set that pytest skips, where the folder is absent)."""
+    return sorted(SHARED_FIXTURES.joinpath(*parts).glob(pattern))
+
+
+#: Skip marker for tests that need the shared fixtures as a whole.
+needs_shared = pytest.mark.skipif(not SHARED_FIXTURES.is_dir(), reason=_WHERE)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +64,10 @@ def _in_ci() -> bool:
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    return FIXTURES
+    """Root of the shared public fixtures (skips when absent)."""
+    if not SHARED_FIXTURES.is_dir():
+        pytest.skip(_WHERE)
+    return SHARED_FIXTURES
 
 
 @pytest.fixture(scope="session")

@@ -10,12 +10,9 @@ import pytest
 from envs.sources import load_tasks
 from srl_agent.agent import AgentConfig, run_episode
 from srl_agent.policy import ScriptedPolicy
-from trajectories.bundled import bundled_dir
 from trajectories.importers import load_trajectories
 
 pytestmark = pytest.mark.docker
-
-DATA = Path(__file__).resolve().parents[1] / "srl_agent" / "data"
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +20,17 @@ def tasks():
     return load_tasks(None)
 
 
-def test_scripted_gold_trajectory_resolves_cachetools(tasks, docker_client, tmp_path):
-    (traj,) = load_trajectories([DATA / "tkem__cachetools-387.srl.jsonl"])
-    spec = tasks.get("tkem__cachetools-387")
+@pytest.fixture(scope="module")
+def expert(tasks, docker_client):
+    """A scripted-expert run (harness.expert) of the bundled task with the shortest gold patch."""
+    from harness.expert import generate_run
+
+    spec = min((t for t in tasks.tasks if t.patch.strip()), key=lambda t: len(t.patch))
+    return spec, generate_run(spec, "tools", 0, client=docker_client, grade=False, replay=False).trajectory
+
+
+def test_scripted_gold_trajectory_resolves(expert, docker_client, tmp_path):
+    spec, traj = expert
     res = run_episode(
         spec,
         ScriptedPolicy.from_trajectory(traj),
@@ -35,7 +40,7 @@ def test_scripted_gold_trajectory_resolves_cachetools(tasks, docker_client, tmp_
         model_name="scripted",
     )
     assert res.exit_status == "submitted"
-    assert res.steps == 4 and res.format_errors == 0
+    assert res.steps == len(traj.steps) and res.format_errors == 0
     assert res.resolved is True
     assert res.report["tests_status"]["FAIL_TO_PASS"]["success"] == spec.FAIL_TO_PASS
     # the episode is saved in our schema and imports back as data
@@ -45,27 +50,25 @@ def test_scripted_gold_trajectory_resolves_cachetools(tasks, docker_client, tmp_
     assert (tmp_path / "eval" / "report.json").exists()
 
 
-def test_marshmallow_demonstration_reproduces_its_diff_and_is_not_resolved(tasks, docker_client, tmp_path):
-    (demo,) = load_trajectories([bundled_dir() / "marshmallow-code__marshmallow-1867.function_calling.traj"])
-    spec = tasks.get("marshmallow-code__marshmallow-1867")
+def test_a_run_without_the_fix_submits_an_empty_diff_and_is_not_resolved(expert, docker_client, tmp_path):
+    spec, traj = expert
+    demo = traj.model_copy(update={"steps": [s for s in traj.steps if not s.action.arguments.get("old_str")]})
     res = run_episode(
         spec,
         ScriptedPolicy.from_trajectory(demo),
-        AgentConfig(toolset=demo.metadata.get("toolset", "swe_agent"), max_steps=len(demo.steps)),
+        AgentConfig(toolset=demo.metadata.get("toolset", "editor"), max_steps=len(demo.steps)),
         out_dir=tmp_path,
         client=docker_client,
         model_name="scripted",
     )
     assert res.exit_status == "submitted"
     assert res.steps == len(demo.steps)
-    recorded = demo.final_patch.replace("\r\n", "\n").strip()
-    assert res.patch.strip() == recorded
-    assert res.resolved is False
-    assert res.report["tests_status"]["FAIL_TO_PASS"]["failure"]
+    assert res.patch.strip() == ""
+    assert res.resolved is False  # an empty patch is graded as not resolved
 
 
-def test_format_errors_end_the_episode_and_the_trajectory_is_saved(tasks, docker_client, tmp_path):
-    spec = tasks.get("tkem__cachetools-387")
+def test_format_errors_end_the_episode_and_the_trajectory_is_saved(expert, docker_client, tmp_path):
+    spec, _ = expert
     policy = ScriptedPolicy(["I think I should run ls", "<think>x</think> ls -la", "<function=bash>"])
     res = run_episode(spec, policy, AgentConfig(max_format_errors=3), out_dir=tmp_path, client=docker_client)
     assert res.exit_status == "format_errors"
@@ -79,9 +82,9 @@ def test_format_errors_end_the_episode_and_the_trajectory_is_saved(tasks, docker
     assert back.steps == [] and back.exit_status == "format_errors"
 
 
-def test_step_limit_keeps_the_diff(tasks, docker_client, tmp_path):
-    spec = tasks.get("tkem__cachetools-387")
-    answer = "<think>edit</think>\n<function=bash>\n<parameter=command>\necho '# touched' >> README.rst\n</parameter>\n</function>"
+def test_step_limit_keeps_the_diff(expert, docker_client, tmp_path):
+    spec, _ = expert
+    answer = "<think>edit</think>\n<function=bash>\n<parameter=command>\necho '# touched' >> NOTES.txt\n</parameter>\n</function>"
     res = run_episode(
         spec,
         ScriptedPolicy([answer] * 2),

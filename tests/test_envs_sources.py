@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
+from conftest import SHARED_FIXTURES
 
 from envs.sources import TaskSourceError, bundled_packs, load_tasks, write_task
 from envs.spec import TaskSpec
 
-SWE = Path(__file__).parent / "fixtures" / "swe-bench"
+SWE = SHARED_FIXTURES / "swe-bench"
 LITE = SWE / "swe-bench-lite-test.json"
 DEV = SWE / "swe-bench-dev-easy.json"
 
@@ -21,18 +21,31 @@ def _records() -> list[dict]:
     return json.loads(LITE.read_text())
 
 
+#: A task of the bundled pack (release-mined from the package index: cachetools 5.5.1 -> 5.5.2).
+EXAMPLE = "cachetools-5.5.2"
+
+
 def test_bundled_examples_pack_is_the_default():
+    """The pack is recipes only: repos come from the package index, patches are derived on load."""
+    from envs.sources import bundled_tasks_root
+
     res = load_tasks()
     assert "examples" in bundled_packs()
-    assert not res.errors
+    assert not res.errors, res.errors
     ids = {t.instance_id for t in res.tasks}
-    assert {"marshmallow-code__marshmallow-1867", "tkem__cachetools-387"} <= ids
-    assert len(ids) >= 7
+    assert {EXAMPLE, "marshmallow-3.14.0"} <= ids
+    assert len(ids) >= 8
+    assert len({t.recipe["package"] for t in res.tasks}) >= 3
     for t in res.tasks:
-        assert Path(t.repo_source).is_file() and t.repo_source.endswith(".bundle")
-        assert t.FAIL_TO_PASS
-    mined = [t for t in res.tasks if t.problem_statement_source == "commit_message"]
-    assert len(mined) >= 5 and all(t.metadata.get("fix_commit") for t in mined)
+        assert t.recipe and t.recipe["kind"] in ("release", "synth")
+        assert t.repo_source.startswith("pypi:") and t.patch.strip() and t.FAIL_TO_PASS
+    mined = [t for t in res.tasks if t.recipe["kind"] == "release"]
+    assert len(mined) >= 5 and all(t.metadata.get("release") for t in mined)
+    root = bundled_tasks_root() / "examples"
+    for path in root.glob("*.yaml"):  # nothing copied in: no patches, no repos
+        data = yaml.safe_load(path.read_text())
+        assert "recipe" in data and not {"patch", "test_patch", "repo_source"} & set(data), path
+    assert not [p for p in bundled_tasks_root().rglob("*") if p.suffix in (".bundle", ".traj")]
 
 
 def test_swebench_json_lists_and_extra_fields():
@@ -93,7 +106,7 @@ def test_hf_dataset_saved_on_disk(tmp_path):
 
 
 def test_task_dir_bad_task_names_file_and_field_and_others_still_load(tmp_path):
-    good = load_tasks().get("tkem__cachetools-387")
+    good = load_tasks().get(EXAMPLE)
     pack = tmp_path / "pack"
     write_task(good, pack / "good.yaml", repo_source=good.repo_source)
     bad = good.to_yaml_dict()
@@ -103,7 +116,7 @@ def test_task_dir_bad_task_names_file_and_field_and_others_still_load(tmp_path):
     (pack / "bad.yaml").write_text(yaml.safe_dump(bad))
     (pack / "broken.yaml").write_text("instance_id: [unclosed\n")
     res = load_tasks(str(pack))
-    assert [t.instance_id for t in res.tasks] == ["tkem__cachetools-387"]
+    assert [t.instance_id for t in res.tasks] == [EXAMPLE]
     msgs = [str(e) for e in res.errors]
     assert any(str(pack / "bad.yaml") in m and "base_commit" in m and "commit hash" in m for m in msgs)
     assert any("FAIL_TO_PAS" in m and "unknown field" in m for m in msgs)
@@ -118,7 +131,7 @@ def test_task_file_round_trip_keeps_everything(tmp_path):
 
 
 def test_relative_repo_source_is_relative_to_the_task_file(tmp_path):
-    spec = load_tasks().get("tkem__cachetools-387")
+    spec = load_tasks().get(EXAMPLE).model_copy(update={"recipe": None})  # a task file with patches
     (tmp_path / "repos").mkdir()
     write_task(spec, tmp_path / "t.yaml", repo_source="repos/x.bundle")
     (t,) = load_tasks(str(tmp_path / "t.yaml")).tasks
@@ -132,7 +145,7 @@ def test_unknown_source_is_a_clear_error():
 
 def test_plugin_pack_via_entry_point(tmp_path, monkeypatch):
     """A third-party pack: a dist-info on sys.path declaring an `srl_swe.tasks` entry point."""
-    spec = load_tasks().get("tkem__cachetools-387")
+    spec = load_tasks().get(EXAMPLE)
     mod = tmp_path / "srl_demo_pack.py"
     data = spec.model_dump(mode="json")
     bad = dict(data, instance_id="bad one")
@@ -156,7 +169,7 @@ def test_plugin_pack_via_entry_point(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "srl_demo_pack", raising=False)
     res = load_tasks("demo")
-    assert [t.instance_id for t in res.tasks] == ["tkem__cachetools-387"]
+    assert [t.instance_id for t in res.tasks] == [EXAMPLE]
     assert (
         len(res.errors) == 1 and "instance_id" in str(res.errors[0]) and "entry point" in str(res.errors[0])
     )
@@ -169,18 +182,18 @@ def test_cli_list_and_show_report_bad_tasks_with_exit_code(tmp_path):
 
     from harness.cli_task import task_app
 
-    good = load_tasks().get("tkem__cachetools-387")
+    good = load_tasks().get(EXAMPLE)
     write_task(good, tmp_path / "good.yaml", repo_source=good.repo_source)
     (tmp_path / "bad.yaml").write_text("instance_id: x\nrepo: a/b\n")
     runner = CliRunner()
     ok = runner.invoke(task_app, ["list"])
-    assert ok.exit_code == 0 and "tkem__cachetools-387" in ok.output
+    assert ok.exit_code == 0 and EXAMPLE in ok.output
     res = runner.invoke(task_app, ["list", "--tasks", str(tmp_path)])
     assert res.exit_code == 1
-    assert "tkem__cachetools-387" in res.output
+    assert EXAMPLE in res.output
     assert "bad.yaml" in res.output and "base_commit: required field is missing" in res.output
-    shown = runner.invoke(task_app, ["show", "tkem__cachetools-387", "--scripts"])
-    assert shown.exit_code == 0 and "eval script" in shown.output and good.base_commit in shown.output
+    shown = runner.invoke(task_app, ["show", EXAMPLE, "--scripts"])
+    assert shown.exit_code == 0 and "# ---- evaluation" in shown.output and good.base_commit in shown.output
     missing = runner.invoke(task_app, ["show", "nope"])
     assert missing.exit_code == 2 and "unknown task id" in missing.output
     assert runner.invoke(task_app, ["list", "--tasks", "no-such-pack"]).exit_code == 2

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_FIXTURES
 from typer.testing import CliRunner
 
 from harness import evaluate as ev
@@ -31,9 +32,11 @@ from harness.evaluate import (
 )
 from harness.grading import InstanceReport
 
-FIXTURES = Path(__file__).parent / "fixtures"
-MARSHMALLOW = "marshmallow-code__marshmallow-1867"
-CACHETOOLS = "tkem__cachetools-387"
+FIXTURES = SHARED_FIXTURES
+#: Bundled tasks (release-mined from the package index): marshmallow 3.13.0 -> 3.14.0 (the TimeDelta
+#: precision fix of marshmallow-1867 is its one FAIL_TO_PASS test) and cachetools 5.5.1 -> 5.5.2.
+MARSHMALLOW = "marshmallow-3.14.0"
+CACHETOOLS = "cachetools-5.5.2"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SRL = [sys.executable, "-c", "from srl_agent.cli import main; main()"]
 
@@ -290,12 +293,12 @@ def test_split_prepared_and_junit_take_only_the_markers_with_the_token() -> None
     )
     prep, rc, rest = ev._split_prepared(output, f">>>>> prepared {TOKEN}")
     assert rc == 0 and prep.endswith("applied with: git apply\n")
-    tests, junit = ev._split_junit(rest, f">>>>> junit {TOKEN}")
+    tests, junit = ev._split_marked(rest, f">>>>> junit {TOKEN}")
     assert tests == ">>>>> prepared ffff 0\n>>>>> junit ffff\nPGZha2U+\nPASSED t.py::test_a"
     assert junit == xml
     # no JUnit file written: an empty block; no block at all (cut from the output): None
-    assert ev._split_junit(f"out\n>>>>> junit {TOKEN}\n\n", f">>>>> junit {TOKEN}") == ("out", b"")
-    assert ev._split_junit("out", f">>>>> junit {TOKEN}") == ("out", None)
+    assert ev._split_marked(f"out\n>>>>> junit {TOKEN}\n\n", f">>>>> junit {TOKEN}") == ("out", b"")
+    assert ev._split_marked("out", f">>>>> junit {TOKEN}") == ("out", None)
     assert ev._split_prepared("killed early", f">>>>> prepared {TOKEN}") == ("killed early", None, "")
     assert ev._split_prepared(f"x\n>>>>> prepared {TOKEN} 10\n", f">>>>> prepared {TOKEN}")[1] == 10
 
@@ -393,7 +396,7 @@ def test_empty_patch_needs_no_sandbox() -> None:
 # ------------------------------------------------------------------------------- CLI input errors
 
 
-_OK_LINE = '{"instance_id": "tkem__cachetools-387", "model_name_or_path": "m", "model_patch": ""}\n'
+_OK_LINE = '{"instance_id": "cachetools-5.5.2", "model_name_or_path": "m", "model_patch": ""}\n'
 
 
 @pytest.mark.parametrize(
@@ -401,13 +404,13 @@ _OK_LINE = '{"instance_id": "tkem__cachetools-387", "model_name_or_path": "m", "
     [
         pytest.param('[\n  {"instance_id": "x",\n', ".json", "preds.json:3: invalid JSON", id="bad-json"),
         pytest.param(
-            _OK_LINE + '{"instance_id": "tkem__cachetools-387" "model_patch": ""}\n',
+            _OK_LINE + '{"instance_id": "cachetools-5.5.2" "model_patch": ""}\n',
             ".jsonl",
             "preds.jsonl:2: invalid JSON: Expecting ',' delimiter",
             id="bad-jsonl-line",
         ),
         pytest.param(
-            '{"instance_id": "tkem__cachetools-387", "model_patch": ""}\n',
+            '{"instance_id": "cachetools-5.5.2", "model_patch": ""}\n',
             ".jsonl",
             "preds.jsonl:1: field 'model_name_or_path' is missing",
             id="missing-field",
@@ -454,10 +457,11 @@ def test_prediction_for_a_broken_task_is_a_warning(tmp_path: Path) -> None:
     broken = {**records[0], "instance_id": "tkem__cachetools-9999", "base_commit": "not-a-sha"}
     tasks = tmp_path / "tasks.json"
     tasks.write_text(json.dumps([records[0], broken]))
-    preds = _preds(tmp_path, [(CACHETOOLS, "x"), ("tkem__cachetools-9999", "y")])
-    config = EvaluateConfig(predictions=str(preds), tasks=str(tasks), repos=FIXTURES / "repos")
+    good = records[0]["instance_id"]
+    preds = _preds(tmp_path, [(good, "x"), ("tkem__cachetools-9999", "y")])
+    config = EvaluateConfig(predictions=str(preds), tasks=str(tasks))
     run_id, _, jobs, warnings = ev.plan(config)
-    assert run_id == "preds" and [j.prediction.instance_id for j in jobs] == [CACHETOOLS]
+    assert run_id == "preds" and [j.prediction.instance_id for j in jobs] == [good]
     assert any("tkem__cachetools-9999: not evaluated" in w for w in warnings)
 
 
@@ -523,7 +527,7 @@ def test_gold_patches_resolve_every_bundled_task(docker_client, tmp_path: Path, 
 def test_empty_and_wrong_patches_do_not_resolve(docker_client, tmp_path: Path) -> None:
     """The wrong patch is SWE-agent's real CRLF submission for marshmallow-1867 (rounds instead of floors)."""
     traj = json.loads(
-        (FIXTURES / "trajectories" / "swe-agent" / f"{MARSHMALLOW}.function_calling.traj").read_text()
+        (FIXTURES / "swe-agent" / "marshmallow-code__marshmallow-1867.function_calling.traj").read_text()
     )
     wrong = traj["info"]["submission"]
     assert "\r\n" in wrong
@@ -542,7 +546,7 @@ def test_crlf_gold_patch_resolves(docker_client, tmp_path: Path) -> None:
     """Some recorded agent submissions have CRLF line endings: normalised, they apply and resolve."""
     spec = _task(CACHETOOLS)
     crlf = spec.patch.replace("\n", "\r\n")
-    report = ev.run_instance(spec, crlf, model="m", client=docker_client, log_dir=tmp_path / "out")
+    report = _graded(spec, crlf, docker_client, tmp_path / "out")
     assert report.status == "resolved" and report.apply_method == "git apply", report
     assert (tmp_path / "out" / "patch.diff").read_bytes() == crlf.encode()  # the submission, as given
 
@@ -579,6 +583,17 @@ def test_unappliable_patch_is_patch_failed(docker_client, tmp_path: Path) -> Non
     assert read_report(tmp_path / "out") == report
 
 
+def _graded(spec, patch: str, client, out: Path | None = None) -> InstanceReport:  # noqa: ANN001
+    """The one path: `run_instance` then the pure `grade` (files written to ``out`` when given)."""
+    from harness.grading import grade
+
+    run = ev.run_instance(spec, patch, model="m", client=client)
+    report = grade(spec, run)
+    if out is not None:
+        write_outcome(ev.outcome_of(spec, run, report), out)
+    return report
+
+
 def _spoof_lines(spec) -> str:  # noqa: ANN001
     return "".join(f"PASSED {t}\n" for t in [*spec.FAIL_TO_PASS, *spec.PASS_TO_PASS])
 
@@ -612,29 +627,19 @@ def test_spoofing_patches_are_caught(docker_client, tmp_path: Path) -> None:
         + "".join("+" + line + "\n" for line in payload.splitlines())
     )
     # import the spoof from the package's __init__ (appended at its end)
-    init = subprocess.run(
-        [
-            "git",
-            "--git-dir",
-            str(_bundle_git(tmp_path)),
-            "show",
-            f"{spec.base_commit}:src/cachetools/__init__.py",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
+    init = _file_at_base(spec, "src/cachetools/__init__.py").splitlines()
     n = len(init)
     pkg += (
         "diff --git a/src/cachetools/__init__.py b/src/cachetools/__init__.py\n--- a/src/cachetools/__init__.py\n"
         f"+++ b/src/cachetools/__init__.py\n@@ -{n},1 +{n},2 @@\n {init[-1]}\n+from . import _spoof  # noqa\n"
     )
-    r1 = ev.run_instance(spec, conftest, model="m", client=docker_client)
-    assert not r1.resolved and r1.status == "unresolved"
-    assert r1.tests_status.FAIL_TO_PASS.failure == spec.FAIL_TO_PASS
-    r2 = ev.run_instance(spec, pkg, model="m", client=docker_client, log_dir=tmp_path / "pkg")
-    assert r2.patch_successfully_applied and not r2.resolved and r2.status == "unresolved", r2
+    r1 = _graded(spec, conftest, docker_client)
+    assert not r1.resolved and r1.status == "tamper" and r1.tamper[0].where == "conftest.py"
+    assert r1.tests_status.FAIL_TO_PASS.failure == spec.FAIL_TO_PASS  # the conftest never ran
+    r2 = _graded(spec, pkg, docker_client, tmp_path / "pkg")
+    assert r2.patch_successfully_applied and not r2.resolved and r2.status == "tamper", r2
     assert any("JUnit result file was not written" in n for n in r2.notes)
+    assert {e.source for e in r2.tamper} >= {"scan", "audit", "canary"}, r2.tamper
     # the spoof works against the log alone: only the cross-check catches it
     from harness.grading import grade_tests, is_resolved
     from harness.log_parsers import parse_pytest
@@ -643,20 +648,19 @@ def test_spoofing_patches_are_caught(docker_client, tmp_path: Path) -> None:
     assert is_resolved(grade_tests(log_only, spec.FAIL_TO_PASS, spec.PASS_TO_PASS))
 
 
-def _bundle_git(tmp_path: Path) -> Path:
-    clone = tmp_path / "clone"
-    if not clone.exists():
-        subprocess.run(
-            ["git", "clone", "-q", "--bare", str(FIXTURES / "repos" / "tkem__cachetools.bundle"), str(clone)],
-            check=True,
-        )
-    return clone
+def _file_at_base(spec, path: str) -> str:  # noqa: ANN001
+    from envs.repos import file_at, open_repo
+
+    text = file_at(open_repo(spec.repo_source), spec.base_commit, path)
+    assert text is not None, path
+    return text
 
 
 @pytest.mark.docker
 def test_hanging_test_times_out_and_run_goes_on(docker_client, tmp_path: Path, sandboxes_left) -> None:
     spec = _task(CACHETOOLS)
-    hang = spec.patch.replace("+            pass\n", '+            __import__("time").sleep(3600)\n', 1)
+    slow = '+                hits += __import__("time").sleep(3600) or 1\n'
+    hang = spec.patch.replace("+                hits += 1\n", slow, 1)
     assert hang != spec.patch
     preds = _preds(tmp_path, [(CACHETOOLS, hang), (MARSHMALLOW, _task(MARSHMALLOW).patch)])
     start = time.monotonic()
@@ -720,7 +724,7 @@ def test_resume_after_sigkill(docker_client, tmp_path: Path) -> None:
 def test_ray_backend_matches_process_pool(docker_client, tmp_path: Path) -> None:
     ray = pytest.importorskip("ray")
     traj = json.loads(
-        (FIXTURES / "trajectories" / "swe-agent" / f"{MARSHMALLOW}.function_calling.traj").read_text()
+        (FIXTURES / "swe-agent" / "marshmallow-code__marshmallow-1867.function_calling.traj").read_text()
     )
     preds = _preds(
         tmp_path, [(MARSHMALLOW, traj["info"]["submission"]), (CACHETOOLS, _task(CACHETOOLS).patch)]

@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_FIXTURES
 
 from harness.grading import InstanceReport, TestsStatus, cross_check, grade_tests, is_resolved
 from harness.log_parsers import ERROR, FAILED, PASSED, SKIPPED, XFAIL, XPASS, mangle_pytest_nodeid
 
-FIXTURES = Path(__file__).parent / "fixtures" / "trajectories" / "mini-swe-agent"
+FIXTURES = SHARED_FIXTURES / "mini-swe-agent"
 F2P = ["t.py::test_fixed"]
 P2P = ["t.py::test_kept", "t.py::test_other"]
 

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import shared_files, shared_fixture
 from typer.testing import CliRunner
 
 from srl_agent.cli import app
@@ -24,8 +25,15 @@ from trajectories.importers.swe_agent import legacy_call
 from trajectories.schema import ToolCall, Trajectory
 from trajectories.tools import TOOLSETS
 
-FIX = Path(__file__).parent / "fixtures" / "trajectories"
-MINI = sorted((FIX / "mini-swe-agent").glob("*.traj.json"))
+TRAJ_DIRS = ("swe-agent", "mini-swe-agent", "openhands", "openai-messages")
+
+
+def traj_dirs() -> list[Path]:
+    """The shared folders of agent-run files (not task rows), skipping the test where they are absent."""
+    return [shared_fixture(d) for d in TRAJ_DIRS]
+
+
+MINI = shared_files("mini-swe-agent", pattern="*.traj.json")
 MINI_RESOLVED = {
     "django__django-10999": False,
     "django__django-16255": True,
@@ -60,7 +68,7 @@ def _assert_tools_known(traj: Trajectory) -> None:
 
 
 def test_swe_agent_old_layout() -> None:
-    path = FIX / "swe-agent" / "pydicom__pydicom-1458.traj"
+    path = shared_fixture("swe-agent", "pydicom__pydicom-1458.traj")
     raw = json.loads(path.read_text())
     imp = _one(path)
     t = imp.trajectory
@@ -84,7 +92,7 @@ def test_swe_agent_old_layout() -> None:
 
 
 def test_swe_agent_function_calling_layout() -> None:
-    path = FIX / "swe-agent" / "marshmallow-code__marshmallow-1867.function_calling.traj"
+    path = shared_fixture("swe-agent", "marshmallow-code__marshmallow-1867.function_calling.traj")
     raw = json.loads(path.read_text())
     n_calls = sum(
         len(m["tool_calls"])
@@ -153,7 +161,7 @@ def test_mini_swe_agent(path: Path) -> None:
 
 
 def test_mini_swe_agent_format_error_and_timeout_are_reported() -> None:
-    imp = _one(FIX / "mini-swe-agent" / "psf__requests-2317.traj.json")
+    imp = _one(shared_fixture("mini-swe-agent", "psf__requests-2317.traj.json"))
     assert [s.reason for s in imp.skipped] == ["format_error"]
     assert imp.notes["timed-out step kept"] == 1
     timed_out = [s for s in imp.trajectory.steps if s.observation.startswith("The last command <command>")]
@@ -161,7 +169,7 @@ def test_mini_swe_agent_format_error_and_timeout_are_reported() -> None:
 
 
 def test_mini_swe_agent_without_report_has_unknown_resolved(tmp_path: Path) -> None:
-    src = FIX / "mini-swe-agent" / "sympy__sympy-23534.traj.json"
+    src = shared_fixture("mini-swe-agent", "sympy__sympy-23534.traj.json")
     shutil.copy(src, tmp_path / src.name)
     assert _one(tmp_path / src.name).trajectory.resolved is None
 
@@ -182,7 +190,7 @@ def _openhands_expected(events: list[dict]) -> tuple[int, int]:
 
 
 def test_openhands_event_list() -> None:
-    path = FIX / "openhands" / "basic_gui_mode.json"
+    path = shared_fixture("openhands", "basic_gui_mode.json")
     events = json.loads(path.read_text())
     imp = _one(path)
     t = imp.trajectory
@@ -198,7 +206,7 @@ def test_openhands_event_list() -> None:
 
 
 def test_openhands_benchmark_output_jsonl() -> None:
-    path = FIX / "openhands" / "multi_swe_bench_output.jsonl"
+    path = shared_fixture("openhands", "multi_swe_bench_output.jsonl")
     records = [json.loads(line) for line in path.read_text().splitlines()]
     report = import_file(path)
     assert report.ok and report.format == "openhands"
@@ -225,7 +233,7 @@ def test_openhands_benchmark_output_jsonl() -> None:
 
 
 def test_openai_messages_jsonl() -> None:
-    path = FIX / "openai-messages" / "marshmallow-code__marshmallow-1867.jsonl"
+    path = shared_fixture("openai-messages", "marshmallow-code__marshmallow-1867.jsonl")
     rec = json.loads(path.read_text().splitlines()[0])
     n_calls = sum(len(m.get("tool_calls") or []) for m in rec["messages"] if m["role"] == "assistant")
     t = _one(path).trajectory
@@ -234,7 +242,9 @@ def test_openai_messages_jsonl() -> None:
     assert t.final_patch == rec["submission"]
     # same run as the SWE-agent function-calling file: same actions; the chat's tool messages hold the
     # trajectory's observations plus SWE-agent's "(Open file: ...)" state suffix
-    swe = _one(FIX / "swe-agent" / "marshmallow-code__marshmallow-1867.function_calling.traj").trajectory
+    swe = _one(
+        shared_fixture("swe-agent", "marshmallow-code__marshmallow-1867.function_calling.traj")
+    ).trajectory
     assert t.actions == swe.actions
     assert all(
         a.observation.strip().startswith(b.observation.strip())
@@ -290,7 +300,7 @@ def test_openai_plain_message_list(tmp_path: Path) -> None:
 
 
 def test_every_fixture_file_imports_and_reimports(tmp_path: Path) -> None:
-    reports = import_paths([FIX])
+    reports = import_paths(traj_dirs())
     names = {r.path.name for r in reports}
     assert not any(n.endswith(".report.json") for n in names)  # side files are not trajectories
     assert len(reports) == 2 + 12 + 2 + 1
@@ -307,7 +317,7 @@ def test_cli_import_and_show(tmp_path: Path) -> None:
     bad = tmp_path / "in" / "bad.traj"
     bad.parent.mkdir()
     bad.write_text('{"trajectory": [{"action": 3}], "info": {}}')
-    shutil.copy(FIX / "swe-agent" / "pydicom__pydicom-1458.traj", tmp_path / "in")
+    shutil.copy(shared_fixture("swe-agent", "pydicom__pydicom-1458.traj"), tmp_path / "in")
     runner = CliRunner()
     res = runner.invoke(app, ["traj", "import", str(tmp_path / "in"), "--out", str(tmp_path / "out")])
     assert res.exit_code == 1, res.output  # one file failed ...
@@ -336,7 +346,7 @@ def _err(tmp_path: Path, name: str, content: str, fmt: str | None = None) -> Tra
 
 
 def test_truncated_json(tmp_path: Path) -> None:
-    text = (FIX / "swe-agent" / "pydicom__pydicom-1458.traj").read_text()
+    text = (shared_fixture("swe-agent", "pydicom__pydicom-1458.traj")).read_text()
     cut = text[: len(text) // 2]
     err = _err(tmp_path, "cut.traj", cut)
     line = cut.count("\n") + 1  # where the text ends is where the parser gives up
@@ -345,7 +355,7 @@ def test_truncated_json(tmp_path: Path) -> None:
 
 
 def test_wrong_type_names_json_path(tmp_path: Path) -> None:
-    raw = json.loads((FIX / "swe-agent" / "pydicom__pydicom-1458.traj").read_text())
+    raw = json.loads((shared_fixture("swe-agent", "pydicom__pydicom-1458.traj")).read_text())
     raw["trajectory"][3]["action"] = ["ls"]
     err = _err(tmp_path, "x.traj", json.dumps(raw))
     assert err.json_path == "trajectory[3].action"
@@ -353,7 +363,7 @@ def test_wrong_type_names_json_path(tmp_path: Path) -> None:
 
 
 def test_wrong_type_in_mini_swe_agent(tmp_path: Path) -> None:
-    raw = json.loads(MINI[0].read_text())
+    raw = json.loads(shared_fixture("mini-swe-agent", "django__django-10999.traj.json").read_text())
     raw["messages"][4]["role"] = 7
     err = _err(tmp_path, "x.traj.json", json.dumps(raw))
     assert err.json_path == "messages[4].role" and "expected a string, got int" in err.message
@@ -414,14 +424,15 @@ def test_agent_episode_without_steps_imports_as_a_record(tmp_path: Path) -> None
 
 
 def test_forced_wrong_format(tmp_path: Path) -> None:
-    src = FIX / "swe-agent" / "pydicom__pydicom-1458.traj"
+    src = shared_fixture("swe-agent", "pydicom__pydicom-1458.traj")
     err = _err(tmp_path, "p.traj", src.read_text(), fmt="mini-swe-agent")
     assert err.json_path == "messages" and "missing required field" in err.message
 
 
 def test_directory_import_continues_after_a_bad_file(tmp_path: Path) -> None:
     (tmp_path / "a_bad.json").write_text("{not json")
-    shutil.copy(MINI[0], tmp_path / MINI[0].name)
+    first = shared_fixture("mini-swe-agent", "django__django-10999.traj.json")
+    shutil.copy(first, tmp_path / first.name)
     reports = import_paths([tmp_path])
     assert [r.ok for r in reports] == [False, True]
     assert len(list(find_files([tmp_path]))) == 2
@@ -431,7 +442,7 @@ def test_directory_import_continues_after_a_bad_file(tmp_path: Path) -> None:
 
 def test_json_steps_count_matches_regex_count() -> None:
     """Cross-check of the mini-swe-agent counting rule with the fenced-block regex itself."""
-    raw = json.loads((FIX / "mini-swe-agent" / "psf__requests-2317.traj.json").read_text())
+    raw = json.loads((shared_fixture("mini-swe-agent", "psf__requests-2317.traj.json")).read_text())
     blocks = [
         len(re.findall(r"```bash\s*\n.*?\n```", m["content"], re.S))
         for m in raw["messages"]
@@ -444,8 +455,8 @@ def test_cli_import_reports_skipped_steps_and_totals(tmp_path: Path) -> None:
     """Skipped steps are counted per file and in the total line, never dropped silently."""
     src = tmp_path / "in"
     src.mkdir()
-    shutil.copy(FIX / "mini-swe-agent" / "psf__requests-2317.traj.json", src)
-    shutil.copy(FIX / "openhands" / "multi_swe_bench_output.jsonl", src)
+    shutil.copy(shared_fixture("mini-swe-agent", "psf__requests-2317.traj.json"), src)
+    shutil.copy(shared_fixture("openhands", "multi_swe_bench_output.jsonl"), src)
     expected_skipped = sum(len(r.skipped) for r in import_paths([src]))
     assert expected_skipped == 1 + 2
     res = CliRunner().invoke(
@@ -473,7 +484,7 @@ def test_cli_show_errors(tmp_path: Path) -> None:
     runner = CliRunner(env={"COLUMNS": "250"})
     res = runner.invoke(app, ["traj", "show", str(bad)])
     assert res.exit_code == 2 and f"{bad}: trajectory[1].action: expected a string, got null" in res.output
-    good = FIX / "swe-agent" / "marshmallow-code__marshmallow-1867.function_calling.traj"
+    good = shared_fixture("swe-agent", "marshmallow-code__marshmallow-1867.function_calling.traj")
     res = runner.invoke(app, ["traj", "show", str(good), "--step", "11"])
     assert res.exit_code == 2 and "step 11 out of range 0..10" in res.output
     res = runner.invoke(app, ["traj", "show", str(good), "--step", "5"])

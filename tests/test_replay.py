@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_FIXTURES, shared_fixture
 
 from harness.replay import (
     ReplayConfig,
@@ -26,18 +27,12 @@ from harness.replay import (
 from harness.tools import ToolRuntime
 from trajectories.schema import Step, ToolCall, Trajectory
 
-FIXTURES = Path(__file__).parent / "fixtures" / "trajectories"
+FIXTURES = SHARED_FIXTURES
 MARSHMALLOW_TRAJ = FIXTURES / "swe-agent" / "marshmallow-code__marshmallow-1867.function_calling.traj"
 PYDICOM_TRAJ = FIXTURES / "swe-agent" / "pydicom__pydicom-1458.traj"
-MARSHMALLOW_BUNDLE = (
-    Path(__file__).parents[1]
-    / "envs"
-    / "tasks"
-    / "examples"
-    / "repos"
-    / "marshmallow-code__marshmallow.bundle"
-)
-MARSHMALLOW_BASE = "bfd2593d4b416122e30cdefe0c72d322ef471611"
+#: The demonstration was recorded on a commit 27 commits after marshmallow 3.13.0; the source
+#: distribution of 3.13.0 from the package index is the closest release (its TimeDelta fix came in 3.14.0).
+MARSHMALLOW_SOURCE = "pypi:marshmallow==3.13.0"
 F2P = "tests/test_serialization.py::TestFieldSerialization::test_timedelta_field"
 
 
@@ -209,15 +204,36 @@ def test_replay_maps_recorded_workdir(small_repo: Path, tmp_path: Path) -> None:
 
 @pytest.fixture
 def marshmallow_checkout(tmp_path: Path) -> Path:
+    from envs.pypi import parse_pypi_source, sdist_repo
+    from envs.repos import export_at_commit
+
+    _, commit = sdist_repo(*parse_pypi_source(MARSHMALLOW_SOURCE))
     repo = tmp_path / "testbed"
-    subprocess.run(["git", "clone", "-q", str(MARSHMALLOW_BUNDLE), str(repo)], check=True)
-    git(repo, "checkout", "-q", MARSHMALLOW_BASE)
+    export_at_commit(MARSHMALLOW_SOURCE, commit, repo)
     return repo
 
 
+def _check_shifted_replay(report: ReplayReport, traj: Trajectory) -> None:
+    """What replaying the marshmallow demonstration on the 3.13.0 release shows, step by step.
+
+    fields.py in the release is one line shorter above TimeDelta than in the commit the demonstration
+    was recorded on. The reproduction script runs as recorded (the bug: 344), the views show the same
+    code one line off, and the line-numbered edit (``edit 1475:1475``) therefore replaces the line below
+    the intended one: the rerun still prints 344 where the recording says 345, and the final diff is
+    not the recorded submission. Replay must report exactly that, not paper over it.
+    """
+    by = {s.index: s for s in report.steps}
+    assert len(report.steps) == 11 and report.n_unsupported == 0
+    assert [by[i].status for i in (0, 1, 2)] == ["match"] * 3 and by[2].observed == "344"
+    for i in (4, 5, 6, 7):  # find_file, open, the two edits: the same text, shifted by one line
+        assert by[i].status == "match" and by[i].similarity >= 0.9, (i, by[i].observed[:300])
+    assert by[8].status == "diverged" and by[8].observed == "344"  # the recording printed 345
+    assert report.first_divergent_step is not None and report.first_divergent_step <= 8
+
+
 def test_marshmallow_demonstration_replays_locally(marshmallow_checkout: Path, tmp_path: Path) -> None:
-    """Without Docker: every tool step of the demonstration reproduces its recorded observation, and the
-    final diff is the recorded submission."""
+    """Without Docker, on the release from the package index: the steps reproduce their recorded
+    observations up to the line shift, and the divergence the shift causes is reported where it happens."""
     python = shutil.which("python3")
     assert python
     bindir = tmp_path / "bin"
@@ -231,35 +247,43 @@ def test_marshmallow_demonstration_replays_locally(marshmallow_checkout: Path, t
     traj = load_trajectory(MARSHMALLOW_TRAJ)
     report = ReplayReport(instance_id=traj.instance_id, recorded_workdir="/testbed")
     submitted = replay_steps(traj, local_runtime(marshmallow_checkout, tmp_path, env), ReplayConfig(), report)
-    by_tool = {s.index: s for s in report.steps}
-    for s in report.steps:
-        if s.tool != "bash":
-            assert s.status == "match" and s.similarity == 1.0, (s.index, s.tool, s.observed[:300])
-    assert [by_tool[i].observed for i in (2, 8)] == ["344", "345"]  # the bug, then the rounding fix
-    assert report.n_unsupported == 0
-    assert submitted is not None
-    assert compare_patches(submitted.patch or "", traj.final_patch)[0] is True
+    _check_shifted_replay(report, traj)
+    assert submitted is not None and submitted.patch
+    assert "+        return int(round(value.total_seconds()" in submitted.patch
+    assert compare_patches(submitted.patch, traj.final_patch)[0] is False
 
 
 # ------------------------------------------------------------------------------------------ docker tier
 
 
+@pytest.fixture
+def marshmallow_release_task():
+    """The SWE-bench row of marshmallow-1867 moved onto marshmallow 3.13.0 from the package index
+    (`envs.recipes.row_over_release`; its CHANGELOG hunk, which the sdist's changelog does not take,
+    dropped), with the environment the release's tests need."""
+    from envs.recipes import row_over_release
+    from envs.spec import EnvSpec, TaskSpec
+
+    rows = json.loads(shared_fixture("repos", "marshmallow-code__marshmallow.tasks.json").read_text())
+    (row,) = [r for r in rows if r["instance_id"] == "marshmallow-code__marshmallow-1867"]
+    moved = row_over_release(row, "marshmallow", "3.13.0")
+    assert moved["metadata"]["dropped_files"] == ["CHANGELOG.rst"]
+    fields = {k: moved[k] for k in ("instance_id", "repo", "repo_source", "base_commit", "problem_statement",
+                                    "patch", "test_patch", "FAIL_TO_PASS", "PASS_TO_PASS")}  # fmt: skip
+    return TaskSpec(**fields, env=EnvSpec(pip_packages=["pytest", "simplejson", "pytz"]))
+
+
 @pytest.mark.docker
-def test_marshmallow_demonstration_replay_acceptance(docker_client) -> None:
-    from harness.replay import load_task, replay_task
+def test_marshmallow_demonstration_replay_acceptance(docker_client, marshmallow_release_task) -> None:
+    from harness.replay import replay_task
 
     traj = load_trajectory(MARSHMALLOW_TRAJ)
-    spec = load_task("marshmallow-code__marshmallow-1867")
-    report = replay_task(traj, spec, ReplayConfig(), client=docker_client)
+    report = replay_task(traj, marshmallow_release_task, ReplayConfig(), client=docker_client)
     assert report.trajectory_id == traj.trajectory_id and report.instance_id == traj.instance_id
-    assert report.n_steps == 11 and report.n_unsupported == 0 and report.n_executed == 11
-    for s in report.steps:
-        assert s.status in ("match", "layout"), (s.index, s.tool, s.similarity, s.observed[:300])
-        if s.tool != "bash":
-            assert s.similarity == 1.0, (s.index, s.tool)
-    assert report.first_divergent_step is None
-    assert report.submitted and report.patch_identical is True
-    # honest grading: the demonstration rounds, the real fix truncates with integer arithmetic
+    assert report.n_executed == 11
+    _check_shifted_replay(report, traj)
+    assert report.submitted and report.patch_identical is False
+    # honest grading: the edit landed one line off, so the timedelta test still fails
     assert report.resolved is False
     assert report.grading is not None and report.grading["status"] == "unresolved"
     assert F2P in report.grading["tests_status"]["FAIL_TO_PASS"]["failure"]

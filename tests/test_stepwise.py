@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import shared_fixture
 from typer.testing import CliRunner
 
 from srl_agent.cli import app
@@ -16,7 +17,13 @@ from trajectories.stepwise import COLUMNS, build_dataset, expand, validation_ids
 from trajectories.tokens import ObservationTruncator, load_tokenizer
 from trajectories.tools import TOOLSETS, get_toolset
 
-FIX = Path(__file__).parent / "fixtures" / "trajectories"
+TRAJ_DIRS = ("swe-agent", "mini-swe-agent", "openhands", "openai-messages")
+
+
+def traj_dirs() -> list[Path]:
+    """The shared folders of agent-run files (not task rows), skipping the test where they are absent."""
+    return [shared_fixture(d) for d in TRAJ_DIRS]
+
 
 ISSUE = "<issue>\nadd() returns the wrong sum.\n</issue>\n\n"
 LS = "<function=bash>\n<parameter=command>\nls\n</parameter>\n</function>"
@@ -155,7 +162,7 @@ def tokenizer_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    texts = [s.observation for t in load_trajectories([FIX / "mini-swe-agent"]) for s in t.steps]
+    texts = [s.observation for t in load_trajectories([shared_fixture("mini-swe-agent")]) for s in t.steps]
     tok.train_from_iterator(
         texts, trainers.BpeTrainer(vocab_size=2000, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     )
@@ -170,7 +177,9 @@ def test_truncation_at_exact_token_offsets(tokenizer_file: Path) -> None:
     truncator = ObservationTruncator(tok)
     obs = [
         s.observation
-        for s in load_trajectories([FIX / "mini-swe-agent" / "psf__requests-2317.traj.json"])[0].steps
+        for s in load_trajectories([shared_fixture("mini-swe-agent", "psf__requests-2317.traj.json")])[
+            0
+        ].steps
     ]
     long = max(obs, key=len)
     n = truncator.count(long)
@@ -206,9 +215,9 @@ def test_validation_ids_are_deterministic_and_by_trajectory() -> None:
 
 
 def test_build_dataset_split_never_shares_a_trajectory(tmp_path: Path) -> None:
-    trajs = load_trajectories([FIX])
+    trajs = load_trajectories(traj_dirs())
     n_instances = sum(len(t.steps) for t in trajs)
-    dd = build_dataset([FIX], tmp_path / "ds", val_fraction=0.3, seed=3, max_obs_tokens=200)
+    dd = build_dataset(traj_dirs(), tmp_path / "ds", val_fraction=0.3, seed=3, max_obs_tokens=200)
     assert set(dd) == {"train", "validation"}
     assert len(dd["train"]) + len(dd["validation"]) == n_instances
     train_ids, val_ids = set(dd["train"]["trajectory_id"]), set(dd["validation"]["trajectory_id"])
@@ -221,7 +230,9 @@ def test_build_dataset_split_never_shares_a_trajectory(tmp_path: Path) -> None:
     assert row["completion"][0]["content"] == format_answer(
         row["expert_thought"], parse_answer(row["completion"][0]["content"])[1]
     )
-    again = build_dataset([FIX], tmp_path / "ds2", val_fraction=0.3, seed=3, max_obs_tokens=200, num_proc=1)
+    again = build_dataset(
+        traj_dirs(), tmp_path / "ds2", val_fraction=0.3, seed=3, max_obs_tokens=200, num_proc=1
+    )
     assert set(again["validation"]["trajectory_id"]) == val_ids
     assert again["validation"].to_list() == dd["validation"].to_list()
 
@@ -237,7 +248,7 @@ def test_runs_saved_without_an_id_stay_apart(tmp_path: Path, four_steps: Traject
 
 
 def test_cli_data_build(tmp_path: Path, tokenizer_file: Path) -> None:
-    src = FIX / "mini-swe-agent"
+    src = shared_fixture("mini-swe-agent")
     res = CliRunner().invoke(
         app,
         [
@@ -261,7 +272,7 @@ def test_cli_data_build(tmp_path: Path, tokenizer_file: Path) -> None:
 
 
 def test_build_refuses_to_replace_a_directory_that_is_not_a_data_set(tmp_path: Path) -> None:
-    src = FIX / "swe-agent"
+    src = shared_fixture("swe-agent")
     keep = tmp_path / "mine"
     keep.mkdir()
     (keep / "notes.txt").write_text("precious")
@@ -272,7 +283,9 @@ def test_build_refuses_to_replace_a_directory_that_is_not_a_data_set(tmp_path: P
     assert res.exit_code == 2 and "refusing to replace" in res.output
     assert (keep / "notes.txt").exists()
     first = build_dataset([src], tmp_path / "ds", val_fraction=0.0, num_proc=1)  # a data set is rebuilt
-    again = build_dataset([FIX / "swe-agent" / "pydicom__pydicom-1458.traj"], tmp_path / "ds", num_proc=1)
+    again = build_dataset(
+        [shared_fixture("swe-agent", "pydicom__pydicom-1458.traj")], tmp_path / "ds", num_proc=1
+    )
     assert len(first["train"]) == 11 + 12 and len(again["train"]) + len(again["validation"]) == 12
 
 
@@ -282,7 +295,7 @@ def test_bad_val_fraction_fails_before_any_work(tmp_path: Path) -> None:
 
 
 def test_cli_data_show(tmp_path: Path) -> None:
-    dd = build_dataset([FIX / "swe-agent"], tmp_path / "ds", val_fraction=0.0, num_proc=1)
+    dd = build_dataset([shared_fixture("swe-agent")], tmp_path / "ds", val_fraction=0.0, num_proc=1)
     assert len(dd["validation"]) == 0 and list(dd["validation"].features) == list(COLUMNS)
     runner = CliRunner(env={"COLUMNS": "250"})  # error boxes on one line
     res = runner.invoke(app, ["data", "show", str(tmp_path / "ds"), "--row", "1"])

@@ -14,13 +14,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_FIXTURES
 
 from harness.tools import SUPPORTED_TOOLS, ToolRuntime
 from harness.tools import sandbox_tools as st
 from harness.tools.runtime import SCRIPT_PATH
 from trajectories.schema import ToolCall
 
-FIXTURES = Path(__file__).parent / "fixtures" / "trajectories"
+FIXTURES = SHARED_FIXTURES
 MARSHMALLOW_TRAJ = FIXTURES / "swe-agent" / "marshmallow-code__marshmallow-1867.function_calling.traj"
 
 

@@ -11,13 +11,12 @@ from harness.validate import (
     PhaseResult,
     _check,
     _flaky,
-    extract_test_output,
     run_task,
     validate_tasks,
     write_report,
 )
 
-TASK = "tkem__cachetools-387"
+TASK = "cachetools-5.5.2"  # release-mined from the package index: 5.5.1 -> 5.5.2
 
 
 # ------------------------------------------------------------------------------------ unit
@@ -44,11 +43,6 @@ def test_check_reports_each_broken_expectation():
     assert "PASS_TO_PASS fails with the gold patch: p (missing)" in text
 
 
-def test_test_output_is_cut_at_the_markers():
-    log = "noise\n>>>>> Start Test Output\nPASSED t::a\n>>>>> End Test Output (exit 0)\nrestore noise"
-    assert extract_test_output(log).strip() == "PASSED t::a"
-
-
 # ------------------------------------------------------------------------------------ docker
 
 
@@ -67,7 +61,9 @@ def test_good_task_is_valid_and_stable_over_runs(spec, docker_client, base_image
     assert (
         before.statuses[spec.FAIL_TO_PASS[0]] == "FAILED" and after.statuses[spec.FAIL_TO_PASS[0]] == "PASSED"
     )
-    assert before.exit_code != 0 and after.exit_code == 0
+    # graded through the one path (cross-checks, canaries, audit hook): unresolved, then resolved
+    assert before.status == "unresolved" and after.status == "resolved"
+    assert not before.tamper and not after.tamper and res.env_error is None
     assert (tmp_path / "validate" / "run1_before.log").exists()
 
 
@@ -84,12 +80,16 @@ def test_fail_to_pass_that_already_passes_makes_the_task_invalid(spec, docker_cl
 
 @pytest.mark.docker
 def test_broken_gold_patch_is_reported(spec, docker_client, base_image, tmp_path):
-    broken = spec.patch.replace("if self.__attrname is not None:", "if self.__attrname is maybe None:")
+    from unidiff import PatchSet
+
+    broken = spec.patch.replace('-__version__ = "5.5.1"', '-__version__ = "5.5.0"')
     assert broken != spec.patch
     res = run_task(spec.model_copy(update={"patch": broken}), client=docker_client, log_dir=tmp_path)
     assert not res.valid and any("gold patch does not apply" in p for p in res.problems), res.problems
-    # a gold patch that applies but does not fix the bug
-    noop = spec.patch.replace("+        if obj is None:", "+        if obj is None and False:")
+    # a gold patch that applies but does not fix the bug: only its version bump
+    first = PatchSet(spec.patch)[0]
+    noop = str(first).split("\n@@ ")[0] + "\n" + str(first[0])
+    assert '+__version__ = "5.5.2"' in noop and "_cached_wrapper" not in noop
     res = run_task(spec.model_copy(update={"patch": noop}), client=docker_client, log_dir=tmp_path)
     assert any("FAIL_TO_PASS fails with the gold patch" in p for p in res.problems), res.problems
 
@@ -106,3 +106,38 @@ def test_missing_commit_is_a_problem_not_a_crash(spec, docker_client, base_image
         and report["valid"] == 0
         and report["tasks"][0]["instance_id"] == "missing-commit"
     )
+
+
+@pytest.mark.docker
+def test_broken_environment_is_named_with_its_cause(docker_client, base_image, tmp_path):
+    """Issue 14: a task whose environment lacks a package its tests import is ``env_error`` with the
+    first cause (here: a bundled task with its extra test packages withheld), never just invalid."""
+    tasks = [
+        t for t in load_tasks().tasks if t.log_parser == "pytest" and set(t.env.pip_packages) - {"pytest"}
+    ]
+    if tasks:
+        spec = tasks[0]
+        withheld = sorted(set(spec.env.pip_packages) - {"pytest"})
+        broken = spec.model_copy(
+            update={
+                "env": spec.env.model_copy(update={"pip_packages": ["pytest"]}),
+                "instance_id": "withheld-deps",
+            }
+        )
+    else:  # no bundled task needs more than pytest: its tests import a module no environment has
+        spec = load_tasks().get(TASK)
+        withheld = ["srl_withheld_dependency"]
+        target = spec.tests_to_run()[0]
+        extra = (
+            f"diff --git a/{target} b/{target}\n--- a/{target}\n+++ b/{target}\n@@ -1,0 +1,1 @@\n"
+            "+import srl_withheld_dependency  # noqa\n"
+        )
+        broken = spec.model_copy(
+            update={"test_patch": spec.test_patch + extra, "instance_id": "withheld-deps"}
+        )
+    res = run_task(broken, client=docker_client, log_dir=tmp_path)
+    assert not res.valid and res.env_error is not None, res.problems
+    assert res.env_error.startswith("ModuleNotFoundError: No module named"), res.env_error
+    assert any(name.lower().replace("-", "_") in res.env_error.lower() for name in withheld), res.env_error
+    assert any(p.startswith("env_error: ModuleNotFoundError") for p in res.problems), res.problems
+    assert {r.status for r in res.runs} == {"env_error"}

@@ -23,20 +23,33 @@ def _out_name(out: Path, stem: str, used: set[str]) -> Path:
 
 @traj_app.command("import")
 def import_(
-    paths: list[Path] = typer.Argument(..., help="Trajectory files or directories (searched recursively)."),
+    paths: list[Path] = typer.Argument(
+        ...,
+        help="Trajectory files, folders (searched recursively) or `save_to_disk` data set folders: JSONL, "
+        ".jsonl.gz, JSON, Parquet.",
+    ),
     out: Path = typer.Option(
-        ..., "--out", help="Directory for the imported trajectories (one JSONL per input file)."
+        ..., "--out", help="Directory for the imported trajectories (one JSONL per input container)."
     ),
     fmt: str | None = typer.Option(
-        None, "--format", help="swe-agent | mini-swe-agent | openhands | openai | srl (default: detect)."
+        None,
+        "--format",
+        help="swe-agent | mini-swe-agent | openhands | openai | swe-smith | openhands-text | nebius | srl "
+        "(default: detect per row).",
     ),
 ) -> None:
-    """Import recorded agent runs into the srl-swe trajectory schema (JSONL, one trajectory a line)."""
+    """Import recorded agent runs into the srl-swe trajectory schema (JSONL, one trajectory a line).
+
+    Rows that fail are skipped with their reason and the batch goes on; the exit status is 1 when any
+    row or file failed, and every failed one is named.
+    """
     from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from trajectories.importers import FORMATS, SUFFIXES, import_file, stem_of
+    from trajectories.importers import FORMATS, iter_file, stem_of
     from trajectories.importers import find_files as _find
+    from trajectories.rows import SUFFIXES, RowsError, count_rows
 
     if fmt is not None and fmt not in FORMATS:
         raise typer.BadParameter(
@@ -45,56 +58,94 @@ def import_(
     files = list(_find(paths))
     if not files:
         typer.echo(
-            f"error: no trajectory files ({', '.join('*' + s for s in SUFFIXES)}) in "
+            f"error: no trajectory files ({', '.join('*' + s for s in SUFFIXES)}, or save_to_disk folders) in "
             f"{', '.join(map(str, paths))}",
             err=True,
         )
         raise typer.Exit(2)
     out.mkdir(parents=True, exist_ok=True)
-    console = Console()
+    console = Console(stderr=False)
     table = Table(title="srl traj import")
     table.add_column("file", overflow="fold")
     table.add_column("format", no_wrap=True)
     table.add_column("trajs", justify="right", no_wrap=True)
     table.add_column("steps", justify="right", no_wrap=True)
-    table.add_column("skipped (why)")
+    table.add_column("tools", no_wrap=True)
+    table.add_column("skipped steps (why)")
     table.add_column("notes / errors")
     used: set[str] = set()
     errors: list = []
-    n_failed = n_traj = n_steps = n_skipped = 0
-    for f in files:
-        report = import_file(f, fmt)
-        if report.imported:
-            dest = _out_name(out, stem_of(f), used)
-            with dest.open("w") as fh:
-                for imp in report.imported:
-                    fh.write(imp.trajectory.model_dump_json() + "\n")
-        skipped = Counter(s.reason for s in report.skipped)
-        notes: Counter[str] = Counter()
-        for imp in report.imported:
-            for key, v in imp.notes.items():
-                notes["non-agent events ignored" if key.startswith("ignored") else key] += v
-        n_traj += len(report.imported)
-        n_steps += report.n_steps
-        n_skipped += len(report.skipped)
-        n_failed += not report.ok
-        msgs = [f"{v} {k}" for k, v in notes.items()]
-        msgs += [f"[red]{len(report.errors)} error(s), see below[/red]"] if report.errors else []
-        errors += report.errors
-        table.add_row(
-            f.name,
-            report.format or "?",
-            str(len(report.imported)),
-            str(report.n_steps),
-            "\n".join(f"{v} {k}" for k, v in skipped.items()) or "-",
-            "\n".join(msgs) or "-",
-        )
+    n_failed = n_traj = n_steps = n_skipped = n_bad_rows = 0
+
+    def total_rows(f: Path) -> int | None:
+        try:
+            return count_rows(f) if f.name.endswith((".parquet", ".jsonl", ".jsonl.gz")) or f.is_dir() else 1
+        except RowsError:
+            return None
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        for f in files:
+            task = bar.add_task(f"importing {f.name}", total=total_rows(f))
+            formats: Counter[str] = Counter()
+            skipped: Counter[str] = Counter()
+            notes: Counter[str] = Counter()
+            tools: Counter[str] = Counter()
+            n_file_traj = n_file_steps = n_file_errors = 0
+            dest = None
+            fh = None
+            try:
+                for r in iter_file(f, fmt):
+                    bar.advance(task)
+                    if r.format:
+                        formats[r.format] += 1
+                    if r.error is not None:
+                        errors.append(r.error)
+                        n_file_errors += 1
+                        continue
+                    for imp in r.imported:
+                        if fh is None:
+                            dest = _out_name(out, stem_of(f), used)
+                            fh = dest.open("w")
+                        fh.write(imp.trajectory.model_dump_json() + "\n")
+                        n_file_traj += 1
+                        n_file_steps += len(imp.trajectory.steps)
+                        tools["recorded" if imp.trajectory.tools else "default"] += 1
+                        skipped.update(s.reason for s in imp.skipped)
+                        for key, v in imp.notes.items():
+                            notes["non-agent events ignored" if key.startswith("ignored") else key] += v
+            finally:
+                if fh is not None:
+                    fh.close()
+                bar.remove_task(task)
+            n_traj += n_file_traj
+            n_steps += n_file_steps
+            n_skipped += sum(skipped.values())
+            n_bad_rows += n_file_errors
+            n_failed += bool(n_file_errors)
+            msgs = [f"{v} {k}" for k, v in notes.items()]
+            msgs += [f"[red]{n_file_errors} failed row(s), see below[/red]"] if n_file_errors else []
+            table.add_row(
+                f.name,
+                ", ".join(formats) or "?",
+                str(n_file_traj),
+                str(n_file_steps),
+                ", ".join(f"{v} {k}" for k, v in tools.items()) or "-",
+                "\n".join(f"{v} {k}" for k, v in skipped.items()) or "-",
+                "\n".join(msgs) or "-",
+            )
     console.print(table)
     for e in errors:
         console.print(f"[red]error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
     console.print(
         f"{n_traj} trajectories, {n_steps} steps, {n_skipped} skipped steps written to {out}; "
-        f"{n_failed} file(s) failed"
+        f"{n_bad_rows} row(s) in {n_failed} file(s) failed"
     )
     if n_failed:
         raise typer.Exit(1)
@@ -196,25 +247,34 @@ def build(
     from rich.console import Console
     from rich.table import Table
 
-    from trajectories.stepwise import build_dataset
+    from trajectories.stepwise import build_dataset, read_build_report
     from trajectories.tokens import TokenizerNotFound
 
     disable_progress_bar()  # the summary table says what was built
     start = time.perf_counter()
+    console = Console()
     try:
-        dd = build_dataset(
-            trajectories,
-            out,
-            context_steps=context_steps,
-            max_obs_tokens=max_obs_tokens,
-            tokenizer=tokenizer,
-            val_fraction=val_fraction,
-            seed=seed,
-            num_proc=num_proc,
-        )
+        with console.status("expanding trajectories into step-wise instances ...") as status:
+
+            def progress(n: int) -> None:
+                status.update(f"expanding trajectories into step-wise instances ... {n} shard(s) done")
+
+            dd = build_dataset(
+                trajectories,
+                out,
+                context_steps=context_steps,
+                max_obs_tokens=max_obs_tokens,
+                tokenizer=tokenizer,
+                val_fraction=val_fraction,
+                seed=seed,
+                num_proc=num_proc,
+                on_error="skip",
+                progress=progress,
+            )
     except (TokenizerNotFound, FileNotFoundError, FileExistsError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    report = read_build_report(out)
     for name, ds in dd.items():
         if jsonl:
             ds.to_json(str(out / f"{name}.jsonl"), lines=True)
@@ -231,7 +291,25 @@ def build(
             str(len(set(ds["trajectory_id"]))),
             ", ".join(f"{k} {v}" for k, v in tools.most_common(6)),
         )
-    Console().print(table)
+    console.print(table)
+    sets = report["tool_sets"]
+    console.print(
+        f"{report['rows']} rows -> {report['trajectories']} trajectories -> "
+        f"{sum(report['splits'].values())} instances; formats: "
+        + ", ".join(f"{k} {v}" for k, v in report["formats"].items())
+        + f"; tool sets: {sets['recorded']} as recorded by the source, {sets['default']} srl-swe's default "
+        "(the source recorded none)"
+        + (
+            "; skipped steps: " + ", ".join(f"{k} {v}" for k, v in report["skipped_steps"].items())
+            if report["skipped_steps"]
+            else ""
+        )
+    )
+    for e in report["errors"]:
+        console.print(f"[red]error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
+    if report["errors"]:
+        console.print(f"{len(report['errors'])} row(s) failed and were skipped")
+        raise typer.Exit(1)
 
 
 @data_app.command("show")

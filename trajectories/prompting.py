@@ -66,7 +66,10 @@ value
 </function>
 
 Write values as plain text, without quotes or escaping; integers and lists as text (12, [1, 20]). Leave \
-out optional parameters you don't need. Call `submit` once the issue is resolved."""
+out optional parameters you don't need.{finish}"""
+
+#: Tools that end a run, in order of preference, for the answer format's last sentence.
+FINISH_TOOLS = ("submit", "finish")
 
 _INTRO = (
     "You are a software engineer resolving an issue in a code repository. You work through tools, one "
@@ -98,10 +101,13 @@ def _example(tools: Sequence[ToolSpec]) -> str:
     return format_answer("I should look at the repository layout first.", call)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=256)
 def _system_prompt(tools: tuple[ToolSpec, ...]) -> str:
     tool_text = "\n\n".join(render_tool(t) for t in tools)
-    return f"{_INTRO}\n\n# Tools\n{tool_text}\n\n{_ANSWER_FORMAT}\n\nExample answer:\n{_example(tools)}"
+    names = {t.name for t in tools}
+    finish = next((n for n in FINISH_TOOLS if n in names), None)
+    answer = _ANSWER_FORMAT.format(finish=f" Call `{finish}` once the issue is resolved." if finish else "")
+    return f"{_INTRO}\n\n# Tools\n{tool_text}\n\n{answer}\n\nExample answer:\n{_example(tools)}"
 
 
 def system_prompt(toolset: str | Sequence[ToolSpec]) -> str:
@@ -128,21 +134,23 @@ def user_prompt(
     max_obs_tokens: int | None = None,
     count_tokens: CountTokens | None = None,
     truncate: Truncate | None = None,
+    rendered: Sequence[str] | None = None,
 ) -> str:
+    """`rendered[i]`, when given, is ``render_action(history[i].action)`` computed once by the caller
+    (step-wise expansion renders each action once, not once per later step)."""
+    text = rendered if rendered is not None else [render_action(s.action) for s in history]
     parts = [f"<issue>\n{problem_statement.strip()}\n</issue>"]
     k = len(history)
     first_full = max(0, k - context_steps) if context_steps > 0 else k
     if first_full > 0:
-        listed = "\n".join(
-            f"Step {i + 1}:\n{render_action(s.action)}" for i, s in enumerate(history[:first_full])
-        )
+        listed = "\n".join(f"Step {i + 1}:\n{text[i]}" for i in range(first_full))
         parts.append(f"Earlier actions (outputs omitted):\n{listed}")
     if first_full < k:
         rounds = []
         for i in range(first_full, k):
             s = history[i]
             out = _observation(s.observation, max_obs_tokens, count_tokens, truncate)
-            rounds.append(f"Step {i + 1}:\n{render_action(s.action)}\nOutput of step {i + 1}:\n{out}")
+            rounds.append(f"Step {i + 1}:\n{text[i]}\nOutput of step {i + 1}:\n{out}")
         parts.append("Most recent steps:\n" + "\n\n".join(rounds))
     if k == 0:
         parts.append("No actions have been taken yet. Think, then give the first action.")
@@ -160,6 +168,7 @@ def build_messages(
     max_obs_tokens: int | None = None,
     count_tokens: CountTokens | None = None,
     truncate: Truncate | None = None,
+    rendered: Sequence[str] | None = None,
 ) -> list[dict[str, str]]:
     """The system + user messages for the step after `history`.
 
@@ -177,6 +186,7 @@ def build_messages(
                 max_obs_tokens=max_obs_tokens,
                 count_tokens=count_tokens,
                 truncate=truncate,
+                rendered=rendered,
             ),
         },
     ]

@@ -7,7 +7,7 @@ outside is validated with ``extra="forbid"`` so a typo in a file is an error, no
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,6 +24,56 @@ class ToolCall(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
     arguments: dict[str, str] = Field(default_factory=dict)
+
+
+ParamType = Literal["string", "integer", "number", "boolean", "array", "object"]
+
+
+class ParamSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    type: ParamType = "string"
+    description: str
+    required: bool = True
+    enum: tuple[str, ...] | None = None
+
+
+class ToolSpec(BaseModel):
+    """One tool an agent can call: its name, what it does and its parameters (rendered into prompts)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str
+    params: tuple[ParamSpec, ...] = ()
+    signature: str | None = None  # the command-line form, for tools called as raw command lines
+
+    def param(self, name: str) -> ParamSpec | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    def to_openai(self) -> dict:
+        """The OpenAI function-calling schema of this tool (for backends that take `tools=`)."""
+        props: dict[str, dict] = {}
+        for p in self.params:
+            prop: dict = {"type": p.type, "description": p.description}
+            if p.type == "array":
+                prop["items"] = {"type": "integer"}
+            if p.enum:
+                prop["enum"] = list(p.enum)
+            props[p.name] = prop
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": {
+                    "type": "object",
+                    "properties": props,
+                    "required": [p.name for p in self.params if p.required],
+                },
+            },
+        }
 
 
 class Step(BaseModel):
@@ -48,6 +98,9 @@ class Trajectory(BaseModel):
     final_patch: str | None = None
     exit_status: str | None = None
     resolved: bool | None = None
+    # the tools the expert had, as its source recorded them (system prompt function list, `tools`
+    # schemas, SWE-agent's replay_config); None when the source recorded none
+    tools: list[ToolSpec] | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @property

@@ -20,58 +20,8 @@ Toolsets:
 from __future__ import annotations
 
 import json
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
-
-from trajectories.schema import ToolCall
-
-ParamType = Literal["string", "integer", "array"]
-
-
-class ParamSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    type: ParamType = "string"
-    description: str
-    required: bool = True
-    enum: tuple[str, ...] | None = None
-
-
-class ToolSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    description: str
-    params: tuple[ParamSpec, ...] = ()
-    signature: str | None = None  # the legacy command-line form, for ``swe_agent_legacy``
-
-    def param(self, name: str) -> ParamSpec | None:
-        return next((p for p in self.params if p.name == name), None)
-
-    def to_openai(self) -> dict:
-        """The OpenAI function-calling schema of this tool (for backends that take `tools=`)."""
-        props: dict[str, dict] = {}
-        for p in self.params:
-            prop: dict = {"type": p.type, "description": p.description}
-            if p.type == "array":
-                prop["items"] = {"type": "integer"}
-            if p.enum:
-                prop["enum"] = list(p.enum)
-            props[p.name] = prop
-        return {
-            "type": "function",
-            "function": {
-                "name": self.name,
-                "description": self.description,
-                "parameters": {
-                    "type": "object",
-                    "properties": props,
-                    "required": [p.name for p in self.params if p.required],
-                },
-            },
-        }
+from trajectories.schema import ParamSpec, ParamType, ToolCall, ToolSpec
 
 
 def _p(

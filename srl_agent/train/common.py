@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,30 @@ def _checkpointing_field() -> str:
     return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
 
 
-def training_args_common(config: _TrainCommon, device: str) -> dict[str, Any]:
-    """The TrainingArguments fields every command sets the same way."""
+def micro_batches(
+    rows_per_step: int, micro_batch_size: int | None, field: str, device: str = "cpu"
+) -> tuple[int, int]:
+    """``(rows per forward/backward pass, passes per optimizer step)`` for `rows_per_step` rows a step.
+
+    Memory of a training step grows with the rows of one pass (their activations), not with the step:
+    accumulating the gradients of several smaller passes gives the same update in a fraction of it.
+    ``None``: one row per pass on CPU (the passes cost no time there: one row already fills the cores),
+    the whole batch on a GPU."""
+    if micro_batch_size is None:
+        micro_batch_size = 1 if device == "cpu" else rows_per_step
+    if micro_batch_size >= rows_per_step:
+        return rows_per_step, 1
+    if rows_per_step % micro_batch_size:
+        raise TrainError(
+            f"micro_batch_size: {micro_batch_size} does not divide the {rows_per_step} rows of a step ({field}); "
+            "pick a divisor, or null for the default"
+        )
+    return micro_batch_size, rows_per_step // micro_batch_size
+
+
+def training_args_common(config: _TrainCommon, device: str, passes_per_step: int = 1) -> dict[str, Any]:
+    """The TrainingArguments fields every command sets the same way (`passes_per_step`: micro-batches
+    accumulated into each of the config's accumulation steps)."""
     report_to = list(config.report_to) or ["none"]
     return dict(
         # TRL turns activation checkpointing on by default; off, a small model trains ~30% faster.
@@ -72,7 +95,7 @@ def training_args_common(config: _TrainCommon, device: str) -> dict[str, Any]:
         output_dir=str(config.output_dir),
         seed=config.seed,
         learning_rate=config.lr,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        gradient_accumulation_steps=config.gradient_accumulation_steps * passes_per_step,
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
         warmup_steps=config.warmup_ratio,
@@ -137,6 +160,64 @@ def progress_callback() -> Any:
     return RichProgress()
 
 
+TOKENS_FILE = "train_tokens.json"
+"""Written into the output dir by `token_budget_callback`: the tokens spent, per optimizer step."""
+
+
+def count_sft_tokens(trainer: Any) -> None:
+    """Count the non-padding tokens of every training pass in ``trainer.tokens_seen`` (all processes).
+    GRPO trainers (`SRLGRPOTrainer`) count their own: prompt + completion of every sampled completion."""
+    import torch
+
+    trainer.tokens_seen = 0
+    original = trainer.training_step
+
+    def training_step(model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        mask = inputs.get("attention_mask")
+        n = mask.sum() if mask is not None else torch.tensor(inputs["input_ids"].numel())
+        trainer.tokens_seen += int(
+            trainer.accelerator.gather(n.reshape(1).to(trainer.accelerator.device)).sum()
+        )
+        return original(model, inputs, *args, **kwargs)
+
+    trainer.training_step = training_step
+
+
+def token_budget_callback(trainer: Any, budget: int | None) -> Any:
+    """A callback that records ``trainer.tokens_seen`` after each optimizer step (to ``train_tokens.json``
+    in the output dir) and, with a `budget`, stops training at the first step that reaches it. The count
+    is global (summed over processes), so every process stops at the same step; the run spends at least
+    the budget and less than the budget plus one step's tokens."""
+    from transformers import TrainerCallback
+
+    class TokenBudget(TrainerCallback):
+        def __init__(self) -> None:
+            self.per_step: list[dict[str, int]] = []
+
+        def write_record(self, args: Any, state: Any) -> None:
+            if state.is_world_process_zero:
+                out = Path(args.output_dir)
+                out.mkdir(parents=True, exist_ok=True)
+                record = {"budget": budget, "tokens": trainer.tokens_seen, "steps": state.global_step}
+                (out / TOKENS_FILE).write_text(json.dumps({**record, "per_step": self.per_step}, indent=1))
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.per_step.append({"step": state.global_step, "tokens": trainer.tokens_seen})
+            if budget is not None and trainer.tokens_seen >= budget:
+                control.should_training_stop = True
+                if state.is_world_process_zero:
+                    console.print(
+                        f"token budget spent: {trainer.tokens_seen} >= {budget} after step {state.global_step}"
+                    )
+            self.write_record(args, state)
+            return control
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.write_record(args, state)
+
+    return TokenBudget()
+
+
 def save_final(trainer: Any, tokenizer: Any, output_dir: Path, merge_lora: bool) -> Path:
     """Save the trained policy and the trainer state at `output_dir` itself (LoRA merged into a full model)."""
     output_dir = Path(output_dir)
@@ -175,6 +256,9 @@ def train_and_save(trainer: Any, tokenizer: Any, config: _TrainCommon, resume_fr
     try:
         trainer.train(resume_from_checkpoint=resume_from)
     except DynamicSamplingStall:
+        for callback in trainer.callback_handler.callbacks:  # the tokens the stopped run spent
+            if hasattr(callback, "write_record"):
+                callback.write_record(trainer.args, trainer.state)
         if trainer.state.global_step > 0:
             save_final(trainer, tokenizer, config.output_dir, merge_lora=config.lora.enabled)
             console.print(f"saved the model after {trainer.state.global_step} steps to {config.output_dir}")

@@ -41,9 +41,22 @@ class _TrainCommon(_Strict):
     lr: float = Field(1e-5, gt=0)
     batch_size: int = Field(4, ge=1, description="prompts per device per optimizer step")
     gradient_accumulation_steps: int = Field(1, ge=1)
+    micro_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="rows (GRPO: completions) per forward/backward pass; gradients accumulate to the full "
+        "batch, so the update is the same. Bounds the activations' memory. null: 1 on CPU (a 576-token row "
+        "of the default model holds ~1.7 GB of activations), the whole batch on a GPU",
+    )
     epochs: float = Field(1.0, gt=0)
     max_steps: int = Field(-1, description="> 0 overrides epochs")
     max_train_samples: int | None = Field(None, ge=1, description="use only the first N training rows")
+    max_train_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="compute budget: stop after the optimizer step at which this many tokens have gone "
+        "through the policy (SFT: the rows' tokens; GRPO: prompt + completion of every sampled completion)",
+    )
     max_prompt_tokens: int = Field(
         1024, ge=16, description="prompt budget in tokens (chat template included)"
     )

@@ -186,6 +186,7 @@ class SRLGRPOTrainer(GRPOTrainer):
         self.current_inputs: list[dict[str, Any]] = []
         self.dropped_groups_total = 0
         self.refills_total = 0
+        self.tokens_seen = 0  # prompt + completion tokens of every sampled completion, all processes
         if self.use_vllm:
             reload_weights_in_place(self.vllm_generation)
 
@@ -225,12 +226,20 @@ class SRLGRPOTrainer(GRPOTrainer):
             out.extend(dict(example) for _ in range(self.num_generations))
         return out
 
+    def _count_tokens(self, batch: dict[str, Any]) -> None:
+        if not self.model.training:
+            return
+        n = batch["prompt_mask"].sum() + batch["completion_mask"].sum()
+        self.tokens_seen += int(self.accelerator.gather(n.reshape(1)).sum())
+
     # -- the seam -----------------------------------------------------------------------------------
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         opts = self.dynamic_sampling
         if not self.model.training or not opts.enabled:
             self.current_inputs = inputs
-            return super()._generate_and_score_completions(inputs)
+            out = super()._generate_and_score_completions(inputs)
+            self._count_tokens(out)
+            return out
         g = self.num_generations
         self.current_inputs = inputs  # the rows being generated for (read by RLVR's rollout function)
         if len(inputs) % g:
@@ -244,6 +253,7 @@ class SRLGRPOTrainer(GRPOTrainer):
         batch = inputs
         for round_ in range(opts.max_refills + 1):
             out = super()._generate_and_score_completions(batch)
+            self._count_tokens(out)  # dropped groups cost their generation too
             rewards = self._local_rewards(len(batch))
             seen.extend(rewards.tolist())
             std = torch.nan_to_num(rewards.view(-1, g), nan=0.0).std(dim=1, unbiased=False)

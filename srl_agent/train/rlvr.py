@@ -27,10 +27,12 @@ from srl_agent.train.common import (
     check_resume,
     console,
     load_policy_model,
+    micro_batches,
     peft_config,
     progress_callback,
     quiet_default_printer,
     resolve_device,
+    token_budget_callback,
     train_and_save,
     training_args_common,
 )
@@ -50,6 +52,7 @@ class EpisodeResult(BaseModel):
     )
     resolved: bool | None = None
     format_error: bool = False
+    tamper: list[str] = Field(default_factory=list, description="evidence when the patch was graded tamper")
     trajectory_path: str | None = None
 
     @model_validator(mode="after")
@@ -72,6 +75,8 @@ class EpisodeRunner(Protocol):
 def make_rollout_func(runner: EpisodeRunner) -> Any:
     """Adapt an `EpisodeRunner` to TRL's ``rollout_func(prompts, trainer) -> dict``."""
 
+    tamper_rates: list[float] = []
+
     def rollout(prompts: list[Any], trainer: Any) -> dict[str, Any]:
         tasks = trainer.current_inputs
         if len(tasks) != len(prompts):
@@ -80,23 +85,52 @@ def make_rollout_func(runner: EpisodeRunner) -> Any:
         if len(episodes) != len(tasks):
             raise RuntimeError(f"episode runner returned {len(episodes)} episodes for {len(tasks)} tasks")
         logprobs = [e.logprobs for e in episodes]
+        _log_tamper(episodes, trainer, tamper_rates)
         return {
             "prompt_ids": [e.prompt_ids for e in episodes],
             "completion_ids": [e.completion_ids for e in episodes],
             "logprobs": logprobs if all(lp is not None for lp in logprobs) else None,
             "env_mask": [e.env_mask for e in episodes],
-            "episode": [{"resolved": e.resolved, "format_error": e.format_error} for e in episodes],
+            "episode": [
+                {"resolved": e.resolved, "format_error": e.format_error, "tamper": bool(e.tamper)}
+                for e in episodes
+            ],
         }
 
     return rollout
 
 
+def _log_tamper(episodes: list[EpisodeResult], trainer: Any, history: list[float]) -> None:
+    """``rewards/tamper_rate`` in the trainer's logged metrics (TensorBoard), each tampering episode's
+    evidence on the console, and a warning when the rate rises above every recent batch's."""
+    rate = sum(bool(e.tamper) for e in episodes) / max(1, len(episodes))
+    metrics = getattr(trainer, "_metrics", None)
+    if isinstance(metrics, dict) and "train" in metrics:
+        metrics["train"]["rewards/tamper_rate"].append(rate)
+    for e in episodes:
+        if e.tamper:
+            console.print(f"[yellow]tamper[/yellow] {e.trajectory_path or ''}: {e.tamper[0]}")
+    if rate > 0 and rate > max(history[-5:], default=0.0):
+        console.print(
+            f"[yellow]warning:[/yellow] the tamper rate rose to {rate:.0%} of this batch's episodes "
+            "(patches that try to forge their grade get the format-error reward, -1)"
+        )
+    history.append(rate)
+
+
 def grpo_args(config: RLVRTrainConfig, device: str) -> Any:
     from trl import GRPOConfig
 
+    rows, passes = micro_batches(
+        config.batch_size * config.num_generations,
+        config.micro_batch_size,
+        "batch_size x num_generations",
+        device,
+    )
     return GRPOConfig(
-        **training_args_common(config, device),
-        per_device_train_batch_size=config.batch_size * config.num_generations,
+        **training_args_common(config, device, passes),
+        per_device_train_batch_size=rows,
+        steps_per_generation=passes * config.gradient_accumulation_steps,
         num_generations=config.num_generations,
         max_completion_length=config.max_completion_length,
         temperature=config.temperature,
@@ -193,6 +227,7 @@ def run_rlvr(
         stage="rlvr",
     )
     quiet_default_printer(trainer)
+    trainer.add_callback(token_budget_callback(trainer, config.max_train_tokens))
     out = train_and_save(trainer, tok, config, resume_from)
     console.print(
         f"[green]done[/]: {trainer.state.global_step} RLVR steps, {trainer.dropped_groups_total} task groups "

@@ -15,13 +15,16 @@ from srl_agent.train.common import (
     TrainError,
     check_resume,
     console,
+    count_sft_tokens,
     load_policy_model,
     load_train_rows,
+    micro_batches,
     peft_config,
     progress_callback,
     quiet_default_printer,
     resolve_device,
     save_final,
+    token_budget_callback,
     training_args_common,
 )
 from srl_agent.train.config import SFTTrainConfig, dump_config
@@ -32,9 +35,10 @@ SFT_COLUMNS = ("prompt", "completion")
 def sft_args(config: SFTTrainConfig, device: str) -> Any:
     from trl import SFTConfig
 
+    rows, passes = micro_batches(config.batch_size, config.micro_batch_size, "batch_size", device)
     return SFTConfig(
-        **training_args_common(config, device),
-        per_device_train_batch_size=config.batch_size,
+        **training_args_common(config, device, passes),
+        per_device_train_batch_size=rows,
         max_length=config.max_prompt_tokens + config.max_completion_length,
         completion_only_loss=True,
         packing=False,
@@ -44,7 +48,6 @@ def sft_args(config: SFTTrainConfig, device: str) -> Any:
 
 def build_trainer(config: SFTTrainConfig, *, init_from: str | None = None) -> tuple[Any, Any]:
     from trl import SFTTrainer
-
 
     if config.dataset is None:
         raise TrainError("dataset: no step-wise data set given (set `dataset:` in the config or --dataset)")
@@ -62,6 +65,8 @@ def build_trainer(config: SFTTrainConfig, *, init_from: str | None = None) -> tu
         callbacks=[progress_callback()],
     )
     quiet_default_printer(trainer)
+    count_sft_tokens(trainer)
+    trainer.add_callback(token_budget_callback(trainer, config.max_train_tokens))
     return trainer, tok
 
 

@@ -16,10 +16,12 @@ from srl_agent.train.common import (
     console,
     load_policy_model,
     load_train_rows,
+    micro_batches,
     peft_config,
     progress_callback,
     quiet_default_printer,
     resolve_device,
+    token_budget_callback,
     train_and_save,
     training_args_common,
 )
@@ -29,7 +31,13 @@ from srl_agent.train.config import SRLTrainConfig, dump_config
 def grpo_args(config: SRLTrainConfig, device: str) -> Any:
     from trl import GRPOConfig
 
-    kwargs = training_args_common(config, device)
+    rows, passes = micro_batches(
+        config.batch_size * config.num_generations,
+        config.micro_batch_size,
+        "batch_size x num_generations",
+        device,
+    )
+    kwargs = training_args_common(config, device, passes)
     generation_kwargs = None
     if config.use_vllm:
         from srl_agent.policy import STOP
@@ -37,7 +45,9 @@ def grpo_args(config: SRLTrainConfig, device: str) -> Any:
         generation_kwargs = {"stop": [STOP], "include_stop_str_in_output": True}
     return GRPOConfig(
         **kwargs,
-        per_device_train_batch_size=config.batch_size * config.num_generations,
+        # one generation batch (batch_size prompts x num_generations) per optimizer step, trained in passes
+        per_device_train_batch_size=rows,
+        steps_per_generation=passes * config.gradient_accumulation_steps,
         num_generations=config.num_generations,
         max_completion_length=config.max_completion_length,
         temperature=config.temperature,
@@ -87,6 +97,7 @@ def build_trainer(
         dynamic_sampling=config.dynamic_sampling,
     )
     quiet_default_printer(trainer)
+    trainer.add_callback(token_budget_callback(trainer, config.max_train_tokens))
     return trainer, tok
 
 

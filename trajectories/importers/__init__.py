@@ -1,22 +1,31 @@
-"""Read recorded agent runs into `Trajectory` objects: format detection, files, directories.
+"""Read recorded agent runs into `Trajectory` objects: format detection, containers, directories.
 
-Formats (auto-detected from the content, or forced with ``fmt=``):
+Formats (auto-detected from each row's content, or forced with ``fmt=``):
 
-=================  ================================================================================
-``swe-agent``      SWE-agent ``.traj`` (old raw-command layout and function-calling layout)
-``mini-swe-agent`` mini-swe-agent ``*.traj.json`` (+ ``*.report.json`` beside it for ``resolved``)
-``openhands``      OpenHands event lists (JSON) and benchmark output records (JSONL)
-``openai``         OpenAI chat messages with ``tool_calls`` (JSON, or JSONL: one trajectory a line)
-``srl``            this project's own JSONL (what ``srl traj import`` writes), re-validated
-=================  ================================================================================
+==================  ===============================================================================
+``swe-agent``       SWE-agent ``.traj`` (old raw-command layout and function-calling layout)
+``mini-swe-agent``  mini-swe-agent run files ``*.traj.json`` (+ ``*.report.json`` beside them for
+                    ``resolved``) and bare message lists (``mswea_bash_command`` blocks; tool-call mode)
+``openhands``       OpenHands event lists (JSON) and benchmark output records (JSONL)
+``openai``          OpenAI chat messages with ``tool_calls``; rows ``{messages, tools?, resolved?,
+                    test_result.git_patch?}`` such as SWE-Gym's
+``swe-smith``       SWE-smith trajectory rows: calls in the assistant text (splits tool/xml/ticks)
+``openhands-text``  OpenHands' text format (``<function=...>`` in the text, ``EXECUTION RESULT``)
+``nebius``          nebius/SWE-agent-trajectories rows (system/user/ai turns, fenced commands)
+``srl``             this project's own JSONL (what ``srl traj import`` writes), re-validated
+==================  ===============================================================================
 
-Malformed input raises `TrajectoryImportError` naming the file (and line, for JSONL), the JSON path
-and what was expected. `import_paths` never lets one bad file (or line) stop the others.
+Rows come from any container `trajectories.rows` reads (JSONL, .jsonl.gz, JSON array or object,
+Parquet, `save_to_disk` folders). A bad row is an error for that row only: `iter_file` yields one
+`RowResult` per row, so a batch goes on and every failed row is named. An unrecognised row says
+which format it resembles and what it is missing.
+
+Entry points: `iter_trajectories(paths)` (streaming) and `load_trajectories(paths)` for callers that
+want trajectories; `import_file` / `import_paths` for per-file reports.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,14 +33,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from trajectories.importers import mini_swe_agent, openai_messages, openhands, swe_agent
+from trajectories.importers import mini_swe_agent, nebius, openai_messages, openhands, swe_agent, text_calls
 from trajectories.importers.base import (
     Ctx,
     Imported,
     ImportError_,
     SkippedStep,
     TrajectoryImportError,
+    row_key,
 )
+from trajectories.rows import SUFFIXES, JsonlLineError, Row, RowsError, find_containers, read_rows
 from trajectories.schema import Trajectory
 
 __all__ = [
@@ -39,41 +50,83 @@ __all__ = [
     "FileReport",
     "ImportError_",
     "Imported",
+    "RowResult",
     "SkippedStep",
     "TrajectoryImportError",
     "detect_format",
     "find_files",
     "import_file",
     "import_paths",
+    "iter_file",
+    "iter_trajectories",
     "load_trajectories",
 ]
 
-FORMATS = ("swe-agent", "mini-swe-agent", "openhands", "openai", "srl")
-SUFFIXES = (".traj.json", ".traj", ".jsonl", ".json")
-SIDE_FILES = (".report.json",)
+FORMATS = (
+    "swe-agent",
+    "mini-swe-agent",
+    "openhands",
+    "openai",
+    "swe-smith",
+    "openhands-text",
+    "nebius",
+    "srl",
+)
 
 
 def stem_of(path: Path) -> str:
     name = path.name
-    for suffix in SUFFIXES:
+    for suffix in (*SUFFIXES, ".gz"):
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return path.stem
 
 
 def detect_format(data: Any) -> str | None:
-    """The format of one parsed JSON document (a whole file, or one JSONL line); None if unknown."""
+    """The format of one row (a whole file, one JSONL line, one Parquet row); None if unknown."""
     if isinstance(data, dict) and "steps" in data and "source_format" in data:
         return "srl"
     if mini_swe_agent.looks_like(data):
         return "mini-swe-agent"
     if swe_agent.looks_like(data):
         return "swe-agent"
+    if nebius.looks_like(data):
+        return "nebius"
     if openhands.looks_like_events(data) or openhands.looks_like_record(data):
         return "openhands"
     if openai_messages.looks_like(data):
         return "openai"
-    return None
+    return text_calls.classify(data)
+
+
+def _resemblance(data: Any) -> str:
+    """Which format an unrecognised row looks closest to, and what it lacks."""
+    if isinstance(data, dict):
+        keys = sorted(data)[:10]
+        if isinstance(data.get("messages"), list):
+            which = "SWE-smith rows" if "traj_id" in data or "patch" in data else "chat-message rows"
+            return (
+                f"looks like {which} (keys {keys}): {text_calls.missing(data)}; expected actions as "
+                "<function=NAME>...</function> in the assistant text, fenced command blocks, or tool_calls"
+            )
+        if isinstance(data.get("trajectory"), list):
+            return (
+                f"looks like a SWE-agent run (keys {keys}) but has neither `history`/`info` (a .traj) nor "
+                "turns with `role` and `text` (nebius rows)"
+            )
+        if isinstance(data.get("history"), list):
+            return f"looks like an OpenHands output record (keys {keys}) but has no `instruction`"
+        if "problem_statement" in data and ("base_commit" in data or "patch" in data):
+            return f"looks like a task row (SWE-bench family, keys {keys}), not a trajectory: use `srl task list`"
+        return f"unknown trajectory layout (keys {keys}); expected one of {', '.join(FORMATS)}"
+    if isinstance(data, list):
+        if data and isinstance(data[0], dict) and "role" in data[0]:
+            return (
+                "looks like a bare chat-message list, but no assistant message holds a tool call, a "
+                "<function=...> call or a ```mswea_bash_command block"
+            )
+        return f"unknown trajectory layout (a list of {type(data[0]).__name__ if data else 'nothing'})"
+    return f"unknown trajectory layout (top level: {type(data).__name__}); expected a JSON object or list"
 
 
 def _load_srl(data: Any, ctx: Ctx) -> list[Imported]:
@@ -90,31 +143,91 @@ def _load_srl(data: Any, ctx: Ctx) -> list[Imported]:
     return [Imported(traj)]
 
 
-def _load_document(data: Any, fmt: str | None, ctx: Ctx, path: Path, raw: bytes | str) -> list[Imported]:
+def _load_row(
+    data: Any, fmt: str | None, ctx: Ctx, path: Path, key: str
+) -> tuple[str | None, list[Imported]]:
     found = fmt or detect_format(data)
     stem = stem_of(path)
     if found == "srl":
-        return _load_srl(data, ctx)
+        return found, _load_srl(data, ctx)
     if found == "mini-swe-agent":
         report = path.with_name(f"{stem}.report.json")
-        return mini_swe_agent.load(data, ctx, stem, raw if isinstance(raw, bytes) else raw.encode(), report)
+        return found, mini_swe_agent.load(data, ctx, stem, key.encode(), report)
     if found == "swe-agent":
-        return swe_agent.load(data, ctx, stem, raw if isinstance(raw, bytes) else raw.encode())
+        return found, swe_agent.load(data, ctx, stem, key.encode())
+    if found == "nebius":
+        return found, nebius.load(data, ctx, stem, key)
     if found == "openhands":
-        return openhands.load(data, ctx, stem, raw)
+        return found, openhands.load(data, ctx, stem, key)
     if found == "openai":
-        return openai_messages.load(data, ctx, stem, raw)
+        return found, openai_messages.load(data, ctx, stem, key)
+    if found in (text_calls.SWE_SMITH, text_calls.OPENHANDS_TEXT):
+        return found, text_calls.load(data, ctx, stem, key, found)
     if found is None:
-        keys = sorted(data)[:8] if isinstance(data, dict) else type(data).__name__
-        raise ctx.error(
-            "", f"unknown trajectory layout (top level: {keys}); expected one of {', '.join(FORMATS)}"
-        )
+        raise ctx.error("", _resemblance(data))
     raise ctx.error("", f"unknown format {found!r}; expected one of {', '.join(FORMATS)}")
 
 
 @dataclass
+class RowResult:
+    """What one row of a container gave: its trajectories, or the error that skipped it."""
+
+    location: str
+    format: str | None = None
+    imported: list[Imported] = field(default_factory=list)
+    error: TrajectoryImportError | None = None
+
+
+def _row_result(row: Row | JsonlLineError, fmt: str | None, path: Path) -> RowResult:
+    if isinstance(row, JsonlLineError):
+        err = TrajectoryImportError(row.source, "", str(row).split(": ", 1)[1], row.line_no)
+        return RowResult(f"{row.source}:{row.line_no}", error=err)
+    ctx = Ctx(row.source, None if row.single else row.index + 1)
+    result = RowResult(row.location)
+    try:
+        result.format, result.imported = _load_row(row.data, fmt, ctx, path, row_key(row.data))
+    except TrajectoryImportError as exc:
+        result.format = fmt or detect_format(row.data)
+        result.error = exc
+    return result
+
+
+def iter_file(
+    path: str | Path, fmt: str | None = None, start: int = 0, stop: int | None = None
+) -> Iterator[RowResult]:
+    """One `RowResult` per row of a container (rows ``start..stop``); never raises for bad input:
+    an unreadable container is one result with its error."""
+    path = Path(path)
+    if fmt is not None and fmt not in FORMATS:
+        yield RowResult(
+            str(path),
+            error=TrajectoryImportError(
+                path, "", f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}"
+            ),
+        )
+        return
+    any_row = False
+    try:
+        for row in read_rows(path, start, stop):
+            any_row = True
+            yield _row_result(row, fmt, path)
+    except RowsError as exc:
+        msg = str(exc)
+        prefix = f"{path}: "
+        yield RowResult(
+            str(path),
+            error=TrajectoryImportError(path, "", msg[len(prefix) :] if msg.startswith(prefix) else msg),
+        )
+        return
+    if not any_row and start == 0:
+        yield RowResult(
+            str(path), error=TrajectoryImportError(path, "", "empty file: expected at least one row")
+        )
+
+
+@dataclass
 class FileReport:
-    """What importing one file produced: trajectories (with their skipped steps) and errors."""
+    """What importing one container produced: trajectories (with their skipped steps) and errors."""
 
     path: Path
     format: str | None = None
@@ -134,77 +247,37 @@ class FileReport:
         return [s for i in self.imported for s in i.skipped]
 
 
-def _json_error(ctx: Ctx, exc: json.JSONDecodeError) -> TrajectoryImportError:
-    return ctx.error("", f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")
-
-
 def import_file(path: str | Path, fmt: str | None = None) -> FileReport:
-    """Import every trajectory in one file; errors are collected in the report, never raised."""
-    path = Path(path)
-    report = FileReport(path=path)
-    if fmt is not None and fmt not in FORMATS:
-        report.errors.append(
-            TrajectoryImportError(path, "", f"unknown format {fmt!r}; expected one of {FORMATS}")
-        )
-        return report
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        report.errors.append(TrajectoryImportError(path, "", f"cannot read: {exc.strerror or exc}"))
-        return report
-    if path.name.endswith(".jsonl"):
-        lines = raw.decode("utf-8", errors="replace").splitlines()
-        for n, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            ctx = Ctx(str(path), n)
-            try:
-                data = json.loads(line)
-                report.format = report.format or fmt or detect_format(data)
-                report.imported += _load_document(data, fmt, ctx, path, line)
-            except json.JSONDecodeError as exc:
-                report.errors.append(_json_error(ctx, exc))
-            except TrajectoryImportError as exc:
-                report.errors.append(exc)
-        if not report.imported and not report.errors:
-            report.errors.append(
-                TrajectoryImportError(path, "", "empty file: expected one JSON object per line")
-            )
-        return report
-    ctx = Ctx(str(path))
-    try:
-        data = json.loads(raw)
-        report.format = fmt or detect_format(data)
-        report.imported += _load_document(data, fmt, ctx, path, raw)
-    except json.JSONDecodeError as exc:
-        report.errors.append(_json_error(ctx, exc))
-    except UnicodeDecodeError as exc:
-        report.errors.append(ctx.error("", f"not UTF-8 text ({exc.reason})"))
-    except TrajectoryImportError as exc:
-        report.errors.append(exc)
+    """Import every trajectory in one container; errors are collected in the report, never raised."""
+    report = FileReport(path=Path(path))
+    for r in iter_file(path, fmt):
+        report.format = report.format or r.format
+        report.imported += r.imported
+        if r.error is not None:
+            report.errors.append(r.error)
     return report
 
 
 def find_files(paths: Iterable[str | Path]) -> Iterator[Path]:
-    """Trajectory files among `paths`, directories searched recursively (side files left out)."""
-    for p in map(Path, paths):
-        if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.is_file() and f.name.endswith(SUFFIXES) and not f.name.endswith(SIDE_FILES):
-                    yield f
-        else:
-            yield p
+    """Trajectory containers among `paths`, directories searched recursively (side files left out)."""
+    return find_containers(paths)
 
 
 def import_paths(paths: Iterable[str | Path], fmt: str | None = None) -> list[FileReport]:
     return [import_file(f, fmt) for f in find_files(paths)]
 
 
+def iter_trajectories(paths: Iterable[str | Path], fmt: str | None = None) -> Iterator[Trajectory]:
+    """Every trajectory under `paths`, one at a time; raises the first import error."""
+    for f in find_files(paths):
+        for r in iter_file(f, fmt):
+            if r.error is not None:
+                raise r.error
+            for imp in r.imported:
+                yield imp.trajectory
+
+
 def load_trajectories(paths: Iterable[str | Path], fmt: str | None = None) -> list[Trajectory]:
-    """Every trajectory in `paths`; raises the first import error (use `import_paths` to collect them)."""
-    out: list[Trajectory] = []
-    for report in import_paths(paths, fmt):
-        if report.errors:
-            raise report.errors[0]
-        out += [i.trajectory for i in report.imported]
-    return out
+    """Every trajectory in `paths` (any format, any container); raises the first import error (use
+    `import_paths` or `iter_file` to collect them)."""
+    return list(iter_trajectories(paths, fmt))

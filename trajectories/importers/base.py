@@ -8,6 +8,7 @@ Errors name the file, the JSON path (``trajectory[3].action``) and what was expe
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -145,11 +146,27 @@ class Imported:
 
 
 def trajectory_id(instance_id: str, source_format: str, raw: bytes | str, line: int | None = None) -> str:
-    """A stable id for one recorded run: the instance id plus a short hash of the recording."""
+    """A stable id for one recorded run: the instance id plus a short hash of the recording.
+
+    `raw` is the row's key (`row_key`: its content and position, whatever container it came in), so
+    the same rows get the same ids from JSONL, Parquet or a `save_to_disk` folder; `line` is unused
+    (kept for callers that pass it)."""
     h = hashlib.sha1(raw.encode() if isinstance(raw, str) else raw)
-    if line is not None:
-        h.update(f":{line}".encode())
     return f"{instance_id}.{source_format}.{h.hexdigest()[:10]}"
+
+
+def _drop_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(v) for v in value]
+    return value
+
+
+def row_key(data: Any) -> str:
+    """A container-independent key of one row: its JSON with null fields dropped (Parquet and Arrow
+    fill absent struct fields with nulls), whatever container, split or position it came in."""
+    return json.dumps(_drop_nulls(data), sort_keys=True, ensure_ascii=False, default=str)
 
 
 _ISSUE_PATTERNS = (
@@ -158,6 +175,7 @@ _ISSUE_PATTERNS = (
     ),
     re.compile(r"<issue_description>\s*(.*?)\s*</issue_description>", re.S),
     re.compile(r"\bISSUE:\n(.*?)\n+INSTRUCTIONS:", re.S),
+    re.compile(r"-+ (?:START OF )?NEW TASK DESCRIPTION -+\n(.*?)\n-+ END OF NEW TASK DESCRIPTION", re.S),
 )
 
 

@@ -27,13 +27,26 @@ from trajectories.schema import Step, ToolCall, Trajectory
 
 FORMAT = "mini-swe-agent"
 SUBMIT_MARKER = "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
-_BASH_BLOCK = re.compile(r"```bash\s*\n(.*?)\n```", re.S)
+_BASH_BLOCK = re.compile(r"```(?:bash|mswea_bash_command)\s*\n(.*?)\n```", re.S)
 _THOUGHT_PREFIX = re.compile(r"^\s*THOUGHT:\s*")
 _TIMEOUT = re.compile(r"^The last command <command>.*?</command> timed out", re.S)
 
 
 def looks_like(data: Any) -> bool:
-    return isinstance(data, dict) and str(data.get("trajectory_format", "")).startswith("mini-swe-agent")
+    """A run file (``trajectory_format: mini-swe-agent-*``) or a bare message list in its text format."""
+    if isinstance(data, dict):
+        return str(data.get("trajectory_format", "")).startswith("mini-swe-agent")
+    if not (isinstance(data, list) and data and all(isinstance(m, dict) for m in data)):
+        return False
+    texts = [m.get("content") for m in data if m.get("role") == "assistant"]
+    return any(isinstance(t, str) and "```mswea_bash_command" in t for t in texts) or (
+        any(isinstance(t, str) and "```bash" in t for t in texts)
+        and any(
+            isinstance(m.get("content"), str) and "<returncode>" in m["content"]
+            for m in data
+            if m.get("role") == "user"
+        )
+    )
 
 
 def _thought(content: str, block: re.Match[str]) -> str:
@@ -55,10 +68,17 @@ def read_report(path: Path) -> bool | None:
 
 
 def load(data: Any, ctx: Ctx, stem: str, raw: bytes, report: Path | None = None) -> list[Imported]:
-    root = ctx.root(data).expect(dict)
-    messages = root.req("messages", list).items()
-    info = root.opt("info", dict)
-    instance_id = root.text("instance_id") or stem
+    from trajectories.importers.swe_agent import tool_call_to_action
+
+    root = ctx.root(data)
+    if isinstance(data, list):  # a bare message list (mini-swe-agent v2 saves these too)
+        messages, info, instance_id = root.items(), None, stem
+    else:
+        root.expect(dict)
+        messages = root.req("messages", list).items()
+        info = root.opt("info", dict)
+        instance_id = root.text("instance_id") or stem
+    calls: dict[int, list[ToolCall]] = {}  # tool-call mode: message index -> its calls
 
     problem = ""
     pending: int | None = None  # message index of the action waiting for its output
@@ -71,6 +91,11 @@ def load(data: Any, ctx: Ctx, stem: str, raw: bytes, report: Path | None = None)
         content = content_text(msg.opt("content"))
         if role == "system":
             continue
+        if role == "tool":  # tool-call mode: the output of the pending call
+            if pending is not None:
+                observations[pending] = content
+                pending = None
+            continue
         if role == "user":
             if not problem and not actions and not skipped:
                 problem = extract_issue(content)
@@ -81,7 +106,18 @@ def load(data: Any, ctx: Ctx, stem: str, raw: bytes, report: Path | None = None)
                 pending = None
             continue
         if role != "assistant":
-            raise msg.fail(f"expected role 'system', 'user' or 'assistant', got {role!r}", "role")
+            raise msg.fail(f"expected role 'system', 'user', 'assistant' or 'tool', got {role!r}", "role")
+        tcs = msg.opt("tool_calls", list)
+        if tcs is not None and tcs.value:
+            if len(tcs.value) != 1:
+                skipped.append(SkippedStep(i, "format_error", f"{len(tcs.value)} tool calls in one response"))
+                pending = None
+                continue
+            call = tool_call_to_action(tcs.items()[0].expect(dict))
+            calls[i] = [call]
+            actions.append((i, content.strip(), call.arguments.get("command", "")))
+            pending = i
+            continue
         blocks = list(_BASH_BLOCK.finditer(content))
         if len(blocks) != 1:
             skipped.append(SkippedStep(i, "format_error", f"{len(blocks)} bash blocks in one response"))
@@ -97,13 +133,18 @@ def load(data: Any, ctx: Ctx, stem: str, raw: bytes, report: Path | None = None)
         if is_last and SUBMIT_MARKER in command:
             action, raw_action = ToolCall(name="submit"), command
             notes["final echo -> submit()"] += 1
+        elif i in calls:
+            action, raw_action = calls[i][0], None
         else:
             action, raw_action = ToolCall(name="bash", arguments={"command": command}), None
         steps.append(
             Step(thought=thought, action=action, observation=observations.get(i, ""), raw_action=raw_action)
         )
     if not steps:
-        raise root.fail("empty trajectory: no assistant message with exactly one bash block", "messages")
+        raise root.fail(
+            "empty trajectory: no assistant message with exactly one bash block or tool call",
+            "messages" if isinstance(data, dict) else None,
+        )
 
     metadata: dict[str, Any] = {"toolset": "bash_only"}
     if info is not None:

@@ -21,6 +21,7 @@ from trajectories.importers.base import (
     trajectory_id,
 )
 from trajectories.importers.swe_agent import tool_call_to_action
+from trajectories.recorded_tools import from_openai_tools
 from trajectories.schema import Step, Trajectory
 from trajectories.tools import infer_toolset
 
@@ -28,9 +29,15 @@ FORMAT = "openai"
 
 
 def looks_like(data: Any) -> bool:
-    if isinstance(data, dict):
-        return isinstance(data.get("messages"), list) and "trajectory_format" not in data
-    return isinstance(data, list) and bool(data) and isinstance(data[0], dict) and "role" in data[0]
+    """Chat messages where at least one assistant message carries ``tool_calls``."""
+    messages = data.get("messages") if isinstance(data, dict) and "trajectory_format" not in data else data
+    return (
+        isinstance(messages, list)
+        and bool(messages)
+        and all(isinstance(m, dict) for m in messages)
+        and "role" in messages[0]
+        and any(m.get("role") == "assistant" and m.get("tool_calls") for m in messages)
+    )
 
 
 def load_messages(
@@ -71,16 +78,29 @@ def load_messages(
     if not steps:
         raise messages.fail("empty trajectory: no assistant message with a tool call")
     resolved = record.opt("resolved", bool) if record is not None else None
+    final_patch = (record.text("submission") or record.text("patch") or None) if record is not None else None
+    tools = None
+    metadata: dict[str, Any] = {}
+    if record is not None:
+        test_result = record.opt("test_result", dict)  # SWE-Gym / OpenHands rows
+        if final_patch is None and test_result is not None:
+            final_patch = test_result.text("git_patch") or None
+        tools = from_openai_tools(record.value.get("tools")) or None
+        for key in ("run_id", "model"):
+            if record.text(key):
+                metadata[key] = record.text(key)
+    metadata["toolset"] = infer_toolset({s.action.name for s in steps})
     traj = Trajectory(
         instance_id=instance_id,
         source_format=FORMAT,
         trajectory_id=trajectory_id(instance_id, FORMAT, raw, ctx.line),
         problem_statement=problem,
         steps=steps,
-        final_patch=(record.text("submission") or None) if record is not None else None,
+        final_patch=final_patch,
         exit_status=(record.text("exit_status") or None) if record is not None else None,
         resolved=resolved.value if resolved is not None else None,
-        metadata={"toolset": infer_toolset({s.action.name for s in steps})},
+        tools=tools,
+        metadata=metadata,
     )
     return Imported(traj, skipped)
 

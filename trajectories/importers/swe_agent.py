@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from typing import Any
 
 from trajectories.importers.base import (
@@ -23,8 +24,9 @@ from trajectories.importers.base import (
     extract_issue,
     trajectory_id,
 )
-from trajectories.schema import Step, ToolCall, Trajectory
-from trajectories.tools import LEGACY_COMMANDS, canonical_call, infer_toolset
+from trajectories.recorded_tools import from_command_docs
+from trajectories.schema import Step, ToolCall, ToolSpec, Trajectory
+from trajectories.tools import BASH, LEGACY_COMMANDS, canonical_call, infer_toolset
 
 FORMAT = "swe-agent"
 _FIRST_WORD = re.compile(r"\S+")
@@ -34,12 +36,14 @@ def looks_like(data: Any) -> bool:
     return isinstance(data, dict) and "trajectory" in data and ("history" in data or "info" in data)
 
 
-def legacy_call(raw: str) -> ToolCall:
-    """A raw SWE-agent command line as a ToolCall (see the module docstring)."""
+def legacy_call(raw: str, commands: set[str] | frozenset[str] | None = None) -> ToolCall:
+    """A raw SWE-agent command line as a ToolCall (see the module docstring); `commands` are the
+    command names the run declared (default: SWE-agent's windowed tools and ``submit``)."""
     text = raw[:-1] if raw.endswith("\n") else raw
     text = text.lstrip()
     m = _FIRST_WORD.match(text)
-    if m and m.group(0) in LEGACY_COMMANDS:
+    names = LEGACY_COMMANDS if commands is None else (set(commands) - {"bash"})
+    if m and m.group(0) in names:
         rest = text[m.end() :].lstrip(" \t")
         return ToolCall(name=m.group(0), arguments={"args": rest} if rest else {})
     return ToolCall(name="bash", arguments={"command": text})
@@ -111,31 +115,40 @@ def load(data: Any, ctx: Ctx, stem: str, raw: bytes) -> list[Imported]:
         and m.value["tool_calls"]
     ]
     layout = "function_calling" if calls else "old"
+    notes: Counter[str] = Counter()
     if calls and len(calls) != len(steps_in):
-        raise root.fail(
-            f"expected one history tool call per trajectory step, got {len(calls)} tool calls "
-            f"for {len(steps_in)} steps",
-            "history",
-        )
+        # a run cut short records its last step(s) in only one of the two lists: use what is there
+        if len(calls) < len(steps_in):
+            notes[
+                f"{len(steps_in) - len(calls)} trajectory step(s) without a history tool call: read from the action text"
+            ] += 1
+        else:
+            notes[
+                f"{len(calls) - len(steps_in)} history tool call(s) without a trajectory step: left out"
+            ] += 1
+    tools = _recorded_tools(rc, legacy=layout == "old")
+    names = {t.name for t in tools} if tools else None
 
     steps: list[Step] = []
     for i, node in enumerate(steps_in):
         node.expect(dict)
         raw_action = node.req("action", str).value
-        if calls:
+        if calls and i < len(calls):
             tcs = calls[i].req("tool_calls", list).items()
             if len(tcs) != 1:
                 raise calls[i].fail(f"expected exactly one tool call per step, got {len(tcs)}", "tool_calls")
             action = tool_call_to_action(tcs[0].expect(dict))
+        elif calls:
+            action = _text_call(raw_action, tools)
         else:
-            action = legacy_call(raw_action)
+            action = legacy_call(raw_action, names)
         et = node.opt("execution_time", (int, float))
         steps.append(
             Step(
                 thought=node.text("thought").strip(),
                 action=action,
                 observation=node.text("observation"),
-                raw_action=raw_action if raw_action != _plain(action) else None,
+                raw_action=raw_action if raw_action != plain_command(action) else None,
                 execution_time=float(et.value) if et is not None else None,
             )
         )
@@ -156,7 +169,7 @@ def load(data: Any, ctx: Ctx, stem: str, raw: bytes) -> list[Imported]:
             repo = env.opt("repo", dict)
             if repo is not None and repo.text("base_commit"):
                 metadata["base_commit"] = repo.text("base_commit")
-    metadata["toolset"] = (
+    metadata["toolset"] = (  # the closest named toolset (the prompt uses `tools` when recorded)
         "swe_agent_legacy" if layout == "old" else infer_toolset({s.action.name for s in steps})
     )
     if info is not None and info.opt("model_stats", dict) is not None:
@@ -170,12 +183,36 @@ def load(data: Any, ctx: Ctx, stem: str, raw: bytes) -> list[Imported]:
         steps=steps,
         final_patch=info.text("submission") or None if info is not None else None,
         exit_status=info.text("exit_status") or None if info is not None else None,
+        tools=tools,
         metadata=metadata,
     )
-    return [Imported(traj)]
+    return [Imported(traj, notes=notes)]
 
 
-def _plain(action: ToolCall) -> str | None:
+def _recorded_tools(rc: Node | None, legacy: bool) -> list[ToolSpec] | None:
+    """The run's tools from ``replay_config.agent.tools.command_docs`` (None when not recorded)."""
+    agent = rc.opt("agent", dict) if rc is not None else None
+    tools = agent.opt("tools", dict) if agent is not None else None
+    docs = tools.text("command_docs") if tools is not None else ""
+    specs = from_command_docs(docs, legacy=legacy) if docs else []
+    if specs and not any(t.name == "bash" for t in specs) and (legacy or tools.value.get("enable_bash_tool")):
+        specs = [BASH, *specs]
+    return specs or None
+
+
+def _text_call(raw: str, tools: list[ToolSpec] | None) -> ToolCall:
+    """A function-calling run's step recorded only as its action text (``submit``, ``bash`` lines)."""
+    text = raw.strip()
+    word = text.split(maxsplit=1)[0] if text else ""
+    spec = next((t for t in tools or [] if t.name == word), None)
+    if spec is not None and not spec.params:
+        return ToolCall(name=word)
+    if word == "submit":
+        return ToolCall(name="submit")
+    return ToolCall(name="bash", arguments={"command": text})
+
+
+def plain_command(action: ToolCall) -> str | None:
     """The raw command line an action would have had, to decide whether `raw_action` adds anything."""
     if action.name == "bash":
         return action.arguments.get("command")

@@ -1,0 +1,209 @@
+"""Chat rows whose actions are written inside the assistant text, not as ``tool_calls``.
+
+- ``swe-smith``: SWE-bench/SWE-smith-trajectories rows ``{messages, instance_id, resolved, model,
+  traj_id, patch}`` (the SRL paper's expert data). Splits ``tool`` and ``xml``: each action is one XML
+  function call in the assistant text (``<function=bash>`` / ``<parameter=command>`` ... ``</function>``);
+  split ``ticks``: one fenced command block (SWE-agent's thought/action format, a raw command line).
+  Observations are the next ``user`` message, ``OBSERVATION:`` prefix removed.
+- ``openhands-text``: OpenHands' text format (e.g. SWE-Play rows ``{messages, category, source}``):
+  the same XML calls, observations in ``EXECUTION RESULT of [tool]:`` user turns.
+
+The tools are those of the system prompt's function list (``---- BEGIN FUNCTION #1: bash ----``) or
+SWE-agent command docs. An assistant turn with no call or several calls is a skipped step (SWE-agent
+and OpenHands reject it; the next user turn is their error message). The raw call text is kept in
+``raw_action`` when it differs from the canonical form.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any
+
+from trajectories.actions import ActionParseError, find_actions, parse_action, render_action
+from trajectories.importers.base import Ctx, Imported, SkippedStep, content_text, extract_issue, trajectory_id
+from trajectories.recorded_tools import from_command_docs, from_function_list
+from trajectories.schema import Step, Trajectory
+from trajectories.tools import BASH
+
+SWE_SMITH = "swe-smith"
+OPENHANDS_TEXT = "openhands-text"
+_OBS_PREFIX = re.compile(r"\A(?:OBSERVATION:[ \t]*\n?|EXECUTION RESULT of \[[^\]]*\]:[ \t]*\n?)")
+_FENCE = re.compile(r"^```[^\n`]*\n(.*?)^```[ \t]*$", re.S | re.M)
+_DISCUSSION = re.compile(r"\A\s*DISCUSSION\s*\n")
+
+
+def _messages(data: Any) -> list | None:
+    if isinstance(data, dict):
+        m = data.get("messages")
+        return m if isinstance(m, list) else None
+    return data if isinstance(data, list) else None
+
+
+def _texts(messages: list, role: str) -> list[str]:
+    out = []
+    for m in messages:
+        if isinstance(m, dict) and m.get("role") == role:
+            c = m.get("content")
+            out.append(
+                c
+                if isinstance(c, str)
+                else "".join(p.get("text", "") for p in c if isinstance(p, dict))
+                if isinstance(c, list)
+                else ""
+            )
+    return out
+
+
+def classify(data: Any) -> str | None:
+    """``swe-smith`` / ``openhands-text`` when `data` is a message list (or a row holding one) whose
+    actions are written in the assistant text; None otherwise."""
+    messages = _messages(data)
+    if not messages or not all(isinstance(m, dict) for m in messages):
+        return None
+    if any(m.get("tool_calls") for m in messages if m.get("role") == "assistant"):
+        return None
+    assistant = _texts(messages, "assistant")
+    users = _texts(messages, "user")
+    if any(u.startswith("EXECUTION RESULT of [") for u in users):
+        return OPENHANDS_TEXT
+    if any("<function=" in a for a in assistant):
+        return SWE_SMITH
+    system = "".join(_texts(messages, "system"))
+    if (
+        isinstance(data, dict)
+        and ("traj_id" in data or "patch" in data)
+        and "---- BEGIN FUNCTION #" not in system  # a function list: its calls are <function=...>
+        and any(_FENCE.search(a) for a in assistant)
+    ):
+        return SWE_SMITH  # the `ticks` split
+    return None
+
+
+def _recorded_tools(system: str, ticks: bool):
+    tools = from_function_list(system)
+    if not tools and "docstring:" in system:
+        tools = from_command_docs(system, legacy=ticks)
+        if ticks and tools and not any(t.name == "bash" for t in tools):
+            tools = [BASH, *tools]  # SWE-agent runs every other command line in bash
+    return tools or None
+
+
+def load(data: Any, ctx: Ctx, stem: str, raw: bytes | str, fmt: str) -> list[Imported]:
+    from trajectories.importers.swe_agent import legacy_call
+
+    root = ctx.root(data)
+    messages = root.req("messages", list) if isinstance(data, dict) else root.expect(list)
+    items = messages.items()
+    ticks = not any("<function=" in a for a in _texts(messages.value, "assistant"))
+    system = ""
+    problem = ""
+    steps: list[Step] = []
+    skipped: list[SkippedStep] = []
+    notes: Counter[str] = Counter()
+    pending: int | None = None  # index in `steps` of the action waiting for its output
+    names: set[str] | None = None
+    for i, msg in enumerate(items):
+        role = msg.expect(dict).req("role", str).value
+        content = content_text(msg.opt("content"))
+        if role == "system":
+            system = system or content
+            continue
+        if role == "user":
+            if pending is not None:
+                steps[pending] = steps[pending].model_copy(
+                    update={"observation": _OBS_PREFIX.sub("", content, 1)}
+                )
+                pending = None
+            elif not problem and not steps:
+                problem = extract_issue(content)
+            continue
+        if role != "assistant":
+            raise msg.fail(f"expected role 'system', 'user' or 'assistant', got {role!r}", "role")
+        pending = None
+        if ticks:
+            blocks = list(_FENCE.finditer(content))
+            if not blocks:
+                skipped.append(SkippedStep(i, "no_command", "no fenced command block"))
+                continue
+            block = blocks[-1]
+            if names is None:
+                tools = _recorded_tools(system, ticks=True)
+                names = {t.name for t in tools} if tools else None
+            action = legacy_call(block.group(1).strip("\n"), names)
+            raw_text = block.group(1).strip("\n")
+            thought = _DISCUSSION.sub("", content[: block.start()]).strip()
+        else:
+            blocks = find_actions(content)
+            if not blocks and content.count("<function=") == 1 and "</function>" not in content:
+                # OpenHands stops generation at "</function": the closing tag is not in the text
+                content = content.rstrip() + "\n</function>"
+                blocks = find_actions(content)
+                notes["call closed at the stop sequence"] += 1
+            if len(blocks) != 1:
+                reason = "no_function_call" if not blocks else "several_function_calls"
+                skipped.append(SkippedStep(i, reason, f"{len(blocks)} <function=...> calls in message {i}"))
+                continue
+            block = blocks[0]
+            try:
+                action = parse_action(block.group(0))
+            except (ActionParseError, ValueError) as exc:
+                skipped.append(SkippedStep(i, "format_error", str(exc)[:200]))
+                continue
+            raw_text = block.group(0)
+            after = content[block.end() :].strip()
+            thought = content[: block.start()].strip() + (f"\n\n{after}" if after else "")
+        steps.append(
+            Step(
+                thought=thought,
+                action=action,
+                raw_action=raw_text if raw_text != render_action(action) else None,
+            )
+        )
+        pending = len(steps) - 1
+    if not steps:
+        what = "a fenced command block" if ticks else "exactly one <function=...> call"
+        raise messages.fail(f"empty trajectory: no assistant message holds {what}")
+    record = root if isinstance(data, dict) else None
+    tools = _recorded_tools(system, ticks)
+    metadata: dict[str, Any] = {}
+    if ticks:
+        metadata["variant"] = "ticks"
+    if tools is None:
+        metadata["toolset"] = "swe_agent_legacy" if ticks else None
+    instance_id = stem
+    tid = None
+    final_patch = resolved = None
+    if record is not None:
+        instance_id = record.text("instance_id") or record.text("source") or stem
+        tid = record.text("traj_id") or None
+        for key in ("model", "category", "source"):
+            if record.text(key):
+                metadata[key] = record.text(key)
+        final_patch = record.text("patch") or None
+        r = record.opt("resolved", bool)
+        resolved = r.value if r is not None else None
+    metadata = {k: v for k, v in metadata.items() if v is not None}
+    traj = Trajectory(
+        instance_id=instance_id,
+        source_format=fmt,
+        trajectory_id=tid or trajectory_id(instance_id, fmt, raw),
+        problem_statement=problem,
+        steps=steps,
+        final_patch=final_patch,
+        resolved=resolved,
+        tools=tools,
+        metadata=metadata,
+    )
+    return [Imported(traj, skipped, notes)]
+
+
+def missing(data: Any) -> str:
+    """What keeps a message-list row from importing, for the 'looks like ...' error."""
+    messages = _messages(data) or []
+    for i, m in enumerate(messages):
+        if isinstance(m, dict) and m.get("role") == "assistant":
+            text = _texts([m], "assistant")[0]
+            if "<function=" not in text:
+                return f"message {i} holds no <function=...> call and no tool_calls"
+    return "no assistant message"
