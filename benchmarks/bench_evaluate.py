@@ -90,11 +90,66 @@ def _machine() -> str:
     )
 
 
+_CPU_SCRIPT = r"""
+import os, resource, statistics, subprocess, sys, time
+sp, cmd, junit, canary = sys.argv[1:5]
+rows = {}
+for _ in range(int(sys.argv[5])):
+    for name, hook, can in (("none", 0, 0), ("audit hook", 1, 0), ("canaries", 0, 1), ("both", 1, 1)):
+        if hook:
+            open(sp + "/00srl_bench.pth", "w").write("import _srl_audit_bench\n")
+        elif os.path.exists(sp + "/00srl_bench.pth"):
+            os.remove(sp + "/00srl_bench.pth")
+        opts = "-rA --junitxml=" + junit + " -o junit_family=xunit1" + (" " + canary if can else "")
+        r0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+        subprocess.run(cmd, shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       env=dict(os.environ, PYTEST_ADDOPTS=opts))
+        r1, t1 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+        rows.setdefault(name, []).append((r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime, t1 - t0))
+for name, v in rows.items():
+    print(name, statistics.median(c for c, _ in v), statistics.median(w for _, w in v))
+"""
+
+
+def check_costs_cpu(one, image: str, rounds: int = 7) -> dict[str, tuple[float, float]]:
+    """CPU seconds (and wall seconds) of the test command in one container, on the graded tree (gold and
+    test patch applied), with no runtime check, the audit hook, the canary tests, both: medians of
+    ``rounds`` interleaved rounds. CPU time does not grow with the load of a shared machine."""
+    import base64
+    import shlex
+
+    from harness.tamper import audit_hook_source, canary_tests
+
+    canary = canary_tests(one.test_command(), one.tests_to_run(), one.log_parser)
+    hook = audit_hook_source("/tmp/srl-audit-bench.log", "/tmp/srl-results-bench.xml")
+    b64 = lambda text: base64.b64encode(text.encode()).decode()  # noqa: E731
+    script = (
+        "set -e; cd /testbed; "
+        f"echo {b64(one.patch)} | base64 -d | git apply; echo {b64(one.test_patch)} | base64 -d | git apply; "
+        "SP=$(cd / && python -I -c \"import sysconfig; print(sysconfig.get_paths()['purelib'])\"); "
+        f"echo {b64(hook)} | base64 -d > $SP/_srl_audit_bench.py; "
+        + (f"echo {b64(canary.source())} | base64 -d > {canary.file}; " if canary else "")
+        + f"echo {b64(_CPU_SCRIPT)} | base64 -d > /tmp/cpu.py; set +e; "
+        f"python -S /tmp/cpu.py $SP {shlex.quote(one.test_command())} /tmp/srl-results-bench.xml "
+        f"{canary.file if canary else ''} {rounds}"
+    )
+    out = subprocess.run(
+        ["docker", "run", "--rm", "--label", "srl-swe=1", "--network", "none", "-w", "/testbed", image, "bash", "-c", script],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    costs = {}
+    for line in out.splitlines():
+        *name, cpu, wall = line.split()
+        costs[" ".join(name)] = (float(cpu), float(wall))
+    return costs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--record", type=Path, help="append the results (markdown) to this file")
+    parser.add_argument("--checks-only", action="store_true", help="only the CPU cost of each check (1c)")
     args = parser.parse_args()
 
     from envs.sources import load_tasks
@@ -109,6 +164,28 @@ def main() -> None:
         t for t in tasks if t.log_parser == "pytest"
     )
     one_id = one.instance_id
+    cpu = check_costs_cpu(one, images[one_id])
+    base_cpu = cpu["none"][0]
+    cpu_lines = "".join(
+        f"| check cost (1c), CPU of the test command in one container, {name} (median of 7) | "
+        f"{c:.3f} s CPU ({1000 * (c - base_cpu):+.0f} ms, {100 * (c - base_cpu) / base_cpu:+.1f} %), wall {w:.2f} s | |\n"
+        for name, (c, w) in cpu.items()
+    )
+    print(
+        "(1c) CPU of the test command: " + ", ".join(f"{n} {c:.3f} s" for n, (c, _) in cpu.items()),
+        flush=True,
+    )
+    if args.checks_only:
+        block = (
+            f"\n## Grader integrity checks: CPU cost per check ({time.strftime('%Y-%m-%d')})\n\n"
+            f"Machine: {_machine()}; {one_id}, gold.\n\n| measure | result | target |\n| --- | --- | --- |\n"
+            + cpu_lines
+        )
+        print(block)
+        if args.record:
+            with open(args.record, "a", encoding="utf-8") as fh:
+                fh.write(block)
+        return
     out = Path(tempfile.mkdtemp(prefix="srl-bench-eval-"))
     try:
         # 1. overhead ratio, against two baselines. (a) as the issue defines it: the bare test command on
@@ -253,7 +330,8 @@ def main() -> None:
             for name, v in med.items()
         )
         + f"| check cost: static scan of the gold patch | {scan_ms:.2f} ms | |\n"
-        f"| speed-up: 6 instances, `-w 2` vs `-w 1` | {serial:.1f} s / {parallel:.1f} s = **{speedup:.2f}** "
+        + cpu_lines
+        + f"| speed-up: 6 instances, `-w 2` vs `-w 1` | {serial:.1f} s / {parallel:.1f} s = **{speedup:.2f}** "
         f"(containers got {cores} cores) | (retired: >= 1.6) |\n"
         f"| ceiling: the two halves as two independent `-w 1` processes at once | {serial:.1f} s / "
         f"{statistics.median(pairs):.1f} s = **{ceiling:.2f}** | |\n"

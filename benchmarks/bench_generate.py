@@ -25,13 +25,19 @@ def _prompts(args: argparse.Namespace, model_dir: str, tmp: Path) -> list[list[d
     from srl_agent.train.data import load_split
 
     dataset = args.dataset
-    if dataset is None:
-        from trajectories.bundled import bundled_dir
+    if dataset is None:  # step prompts from expert runs generated over the bundled tasks (needs Docker)
+        from harness.expert import ensure_expert_runs
         from trajectories.stepwise import build_dataset
 
+        ensure_expert_runs(tmp / "expert_runs", runs_per_task=1, style="tools")
         dataset = tmp / "steps"
         build_dataset(
-            [bundled_dir()], dataset, max_obs_tokens=96, tokenizer=model_dir, val_fraction=0.2, num_proc=1
+            [tmp / "expert_runs"],
+            dataset,
+            max_obs_tokens=96,
+            tokenizer=model_dir,
+            val_fraction=0.2,
+            num_proc=1,
         )
     rows = load_split(dataset, "validation").select(range(args.prompts))
     tok = load_tokenizer(model_dir)

@@ -13,6 +13,7 @@ patch alone (`run_instance` + `grade`), the one sandbox run every generated run 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import tempfile
@@ -54,7 +55,7 @@ def main() -> None:
             summary = generate_runs(jobs, out, workers=workers, client=client)
             wall = time.perf_counter() - t0
             per_min = len(summary.written) / wall * 60
-            steps = [len(Path(f).read_text().split('"thought"')) - 1 for f in summary.written]
+            steps = [len(json.loads(Path(f).read_text())["steps"]) for f in summary.written]
             rows.append((workers, style, len(summary.written), len(summary.failed), wall, per_min, steps))
             print(
                 f"-w {workers} {style}: {len(summary.written)} runs ({len(summary.failed)} failed) in {wall:.1f} s "

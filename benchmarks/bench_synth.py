@@ -18,6 +18,7 @@ reported apart (it is cached by content, so a second run of the benchmark skips 
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 import tempfile
@@ -59,11 +60,16 @@ def main() -> None:
         wall = time.monotonic() - t0
     tries = [a.seconds for a in rep.attempts if a.seconds > 0]
     kept_tries = [a.seconds for a in rep.attempts if a.kept]
-    rejected = Counter(a.reason.split(" (")[0] if not a.kept else "kept" for a in rep.attempts)
+    rejected = Counter(
+        re.sub(r"^\d+ ", "", a.reason.split(" (")[0]) if not a.kept else "kept" for a in rep.attempts
+    )
     work = wall - rep.build_seconds  # sdist + sites + baseline runs + tries (+ writing kept tasks)
     per_min = rep.kept / (work / 60) if work > 0 else 0.0
     mean_try = statistics.fmean(tries) if tries else 0.0
     ratio = mean_try / rep.baseline_seconds if rep.baseline_seconds else float("nan")
+    all_runs = [r for a in rep.attempts for r in a.test_runs]
+    runs_per_try = len(all_runs) / max(1, len(rep.attempts))
+    mean_run = statistics.fmean(all_runs) if all_runs else 0.0
     lines = [
         f"release            {args.pypi} ({rep.sites} mutation sites, {rep.baseline_passing} passing tests, "
         f"{len(rep.flaky)} flaky)",
@@ -72,6 +78,7 @@ def main() -> None:
         f"tries              {rep.tried}: {dict(rejected)}",
         f"one try            mean {mean_try:.2f} s, kept ones {statistics.fmean(kept_tries) if kept_tries else 0:.2f} s"
         f"  -> try / suite = {ratio:.2f}",
+        f"pytest runs/try    {runs_per_try:.2f}, mean {mean_run:.2f} s each (mutated trees)",
         f"kept / tried       {rep.kept}/{rep.tried} = {rep.kept / max(1, rep.tried):.2f}",
         f"valid tasks/min    {per_min:.2f} (after the image build; {rep.kept / (wall / 60):.2f} including it)",
         f"machine            {machine()}",

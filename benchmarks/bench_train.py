@@ -1,6 +1,6 @@
 """Time of one SRL (GRPO) and one SFT step on this machine, split into generation / reward / the rest.
 
-    .venv/bin/python benchmarks/bench_train.py --dataset DIR [--steps 3] [--modes grpo,sft,grpo-lora,sft-lora]
+    .venv/bin/python benchmarks/bench_train.py --dataset DIR | --trajectories PATH [--steps 3] [--modes grpo,sft,grpo-lora,sft-lora]
     .venv-vllm/bin/python benchmarks/bench_train.py --modes grpo,grpo-vllm   # GRPO generating through vLLM
 
 Defaults: the default model (SmolLM2-135M-Instruct, fp32 on CPU), real step prompts cut to
@@ -8,8 +8,8 @@ Defaults: the default model (SmolLM2-135M-Instruct, fp32 on CPU), real step prom
 batch 4 per SFT step. Dynamic sampling is off here (the base model's groups all score -1 and would
 stop the run); the step does the same work either way, refills aside. The first step is a warm-up
 and is left out of the means. Prints one line per mode and the reward share of a GRPO step (the
-target: below 2%), plus peak RSS. Without ``--dataset`` a step-wise set is built from the bundled
-trajectories into a temp dir.
+target: below 2%), plus peak RSS. ``--trajectories`` (e.g. the demo's ``runs/demo/expert_runs``) builds the step-wise set
+into a temp dir instead of ``--dataset``.
 
 Each mode runs in its own child process, so each one's peak RSS (``ru_maxrss``) is its own: printed as
 ``peak_rss_gb``, with ``rss_after_setup_gb`` (model + data loaded) and ``rss_after_first_gen_gb`` (the
@@ -47,16 +47,23 @@ def _timed(store: dict[str, list[float]], key: str, fn: Any) -> Any:
     return wrapper
 
 
+def _per_optimizer_step(times: dict[str, list[float]], passes: int) -> dict[str, list[float]]:
+    """`training_step` runs once per micro-batch pass: sum the passes of each optimizer step."""
+    return {
+        key: [sum(times[key][i : i + passes]) for i in range(0, len(times[key]), passes)]
+        for key in ("step", "step_cpu")
+    }
+
+
 def _rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def _bundled_dataset(tmp: Path, model_dir: str) -> Path:
-    from trajectories.bundled import bundled_dir
+def _dataset_from(trajectories: Path, tmp: Path, model_dir: str) -> Path:
     from trajectories.stepwise import build_dataset
 
     out = tmp / "steps"
-    build_dataset([bundled_dir()], out, max_obs_tokens=96, tokenizer=model_dir, val_fraction=0.2, num_proc=1)
+    build_dataset([trajectories], out, max_obs_tokens=96, tokenizer=model_dir, val_fraction=0.2, num_proc=1)
     return out
 
 
@@ -106,11 +113,12 @@ def bench_grpo(
     trainer._calculate_rewards = _timed(times, "reward", trainer._calculate_rewards)
     trainer.training_step = _timed(times, "step", trainer.training_step)
     trainer.train()
-    skip = 1 if len(times["step"]) > 1 else 0
-    step = statistics.mean(times["step"][skip:])
+    per_step = _per_optimizer_step(times, trainer.args.gradient_accumulation_steps)
+    skip = 1 if len(per_step["step"]) > 1 else 0
+    step = statistics.mean(per_step["step"][skip:])
     gen = statistics.mean(times["generation"][skip:])
     rew = statistics.mean(times["reward"][skip:])
-    cpu = statistics.mean(times["step_cpu"][skip:])
+    cpu = statistics.mean(per_step["step_cpu"][skip:])
     out = {
         "step_s": step,
         "generation_s": gen,
@@ -149,10 +157,11 @@ def bench_sft(args: argparse.Namespace, dataset: Path, lora: bool, out_dir: Path
     times: dict[str, list[float]] = defaultdict(list)
     trainer.training_step = _timed(times, "step", trainer.training_step)
     trainer.train()
-    skip = 1 if len(times["step"]) > 1 else 0
+    per_step = _per_optimizer_step(times, trainer.args.gradient_accumulation_steps)
+    skip = 1 if len(per_step["step"]) > 1 else 0
     return {
-        "step_s": statistics.mean(times["step"][skip:]),
-        "step_cpu_s": statistics.mean(times["step_cpu"][skip:]),
+        "step_s": statistics.mean(per_step["step"][skip:]),
+        "step_cpu_s": statistics.mean(per_step["step_cpu"][skip:]),
         "rss_after_setup_gb": rss_setup,
     }
 
@@ -190,7 +199,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--dataset", type=Path)
+    parser.add_argument("--dataset", type=Path, help="step-wise data set dir (`srl data build` output)")
+    parser.add_argument("--trajectories", type=Path, help="trajectory files/dir to build the data set from")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=4, help="rows per SFT step (and GRPO prompts)")
     parser.add_argument(
@@ -224,7 +234,9 @@ def main() -> None:
     model_dir = str(resolve_model(args.model))
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp_name:
         tmp = Path(tmp_name)
-        dataset = args.dataset or _bundled_dataset(tmp, model_dir)
+        if args.dataset is None and args.trajectories is None:
+            raise SystemExit("give --dataset (a step-wise set) or --trajectories (files to build one from)")
+        dataset = args.dataset or _dataset_from(args.trajectories, tmp, model_dir)
         results = {}
         for mode in args.modes.split(","):
             results[mode] = run_child(args, mode, dataset, tmp / mode)

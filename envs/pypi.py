@@ -76,9 +76,19 @@ def _norm(name: str) -> str:
     return canonicalize_name(name)
 
 
+#: Version of the commit format above (author, date, message, modes); bump it when any of them changes:
+#: repositories and index entries live under ``v<N>/`` so an old cache is never mixed with a new one
+#: (the downloaded archives in ``sdists/`` are shared).
+FORMAT = 2
+
+
+def _store(cache: Path | None) -> Path:
+    return pypi_cache_dir(cache) / f"v{FORMAT}"
+
+
 def package_repo_path(name: str, cache: Path | None = None) -> Path:
     """The bare repository that holds every cached release of `name`."""
-    return pypi_cache_dir(cache) / "repos" / f"{_norm(name)}.git"
+    return _store(cache) / "repos" / f"{_norm(name)}.git"
 
 
 # ------------------------------------------------------------------------------------------- git
@@ -308,26 +318,20 @@ def archive_files(archive: Path) -> dict[str, tuple[str, bytes]]:
 
 
 def _index_path(name: str, version: str, cache: Path | None) -> Path:
-    return pypi_cache_dir(cache) / "index" / f"{_norm(name)}=={version}.json"
+    return _store(cache) / "index" / f"{_norm(name)}=={version}.json"
 
 
 def sdist_repo(name: str, version: str, cache: Path | None = None) -> tuple[Path, str]:
     """The package's cached git repository and the commit of release NAME==VERSION (built on a miss)."""
     index = _index_path(name, version, cache)
     repo = package_repo_path(name, cache)
-    if index.exists():
-        try:
-            entry = json.loads(index.read_text())
-            if (repo / "HEAD").exists():
-                return repo, entry["commit"]
-        except (ValueError, KeyError):
-            pass
+    found = _cached_commit(index, repo, version)
+    if found:
+        return repo, found
     with _locked(repo):
-        if index.exists() and (repo / "HEAD").exists():
-            try:
-                return repo, json.loads(index.read_text())["commit"]
-            except (ValueError, KeyError):
-                pass
+        found = _cached_commit(index, repo, version)  # another process may have built it meanwhile
+        if found:
+            return repo, found
         archive = download_sdist(name, version, cache)
         files = archive_files(archive)
         if not files:
@@ -350,6 +354,23 @@ def sdist_repo(name: str, version: str, cache: Path | None = None) -> tuple[Path
         tmp.write_text(json.dumps(entry, indent=1))
         os.replace(tmp, index)
     return repo, commit
+
+
+def _cached_commit(index: Path, repo: Path, version: str) -> str | None:
+    if not index.exists() or not _has_release_ref(repo, version):
+        return None
+    try:
+        return json.loads(index.read_text())["commit"]
+    except (ValueError, KeyError):
+        return None
+
+
+def _has_release_ref(repo: Path, version: str) -> bool:
+    """The release's ref is in the repository (a cheap check: a file, or a line of packed-refs)."""
+    if (repo / "refs" / "releases" / version).exists():
+        return True
+    packed = repo / "packed-refs"
+    return packed.exists() and f" refs/releases/{version}\n" in packed.read_text()
 
 
 def child_commit(repo_path: Path, parent: str, changes: dict[str, str | None], message: str) -> str:

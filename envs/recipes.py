@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from envs.pypi import diff, package_repo_path, pypi_cache_dir, sdist_repo
+from envs.pypi import FORMAT, diff, package_repo_path, pypi_cache_dir, sdist_repo
 from envs.repos import RepoError
 
 KINDS = ("release", "synth")
@@ -80,7 +80,8 @@ def release_recipe(
 
 def _memo_path(recipe: dict[str, Any], cache: Path | None) -> Path:
     text = json.dumps([MATERIALIZE_VERSION, recipe], sort_keys=True, separators=(",", ":"))
-    return pypi_cache_dir(cache) / "recipes" / f"{hashlib.sha256(text.encode()).hexdigest()[:32]}.json"
+    name = f"{hashlib.sha256(text.encode()).hexdigest()[:32]}.json"
+    return pypi_cache_dir(cache) / f"v{FORMAT}" / "recipes" / name
 
 
 def materialize(recipe: Any, cache: Path | None = None) -> dict[str, str]:

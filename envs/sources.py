@@ -20,7 +20,6 @@ materialized (e.g. offline with a cold cache) is a load error on the field ``rec
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -234,25 +233,26 @@ def _load_yaml_file(path: Path, result: LoadResult, repos: Path | None) -> None:
 
 
 def _load_json_file(path: Path, result: LoadResult, repos: Path | None) -> None:
-    text = path.read_text(encoding="utf-8")
+    """SWE-bench-family rows from any container `trajectories.rows` reads: JSONL (.gz), a JSON array or
+    object (.gz), Parquet, or a `save_to_disk` folder (rows located as ``folder[split]:N``)."""
+    from trajectories.rows import JsonlLineError, RowsError, read_rows
+
     records: list[tuple[str, Any]] = []
-    if path.suffix == ".jsonl":
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                records.append((f"{path}:{n}", json.loads(line)))
-            except json.JSONDecodeError as exc:
-                result.errors.append(TaskLoadError(f"{path}:{n}", f"invalid JSON: {exc}"))
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            result.errors.append(TaskLoadError(str(path), f"invalid JSON: {exc}"))
-            return
-        items = data if isinstance(data, list) else [data]
-        records = [(f"{path}[{i}]", r) for i, r in enumerate(items)]
-    _records_to_specs(records, result, repos, path.parent.resolve(), swebench=True)
+    try:
+        for row in read_rows(path):
+            if isinstance(row, JsonlLineError):
+                result.errors.append(TaskLoadError(f"{row.source}:{row.line_no}", str(row).split(": ", 1)[1]))
+            else:
+                records.append((row.location, row.data))
+    except RowsError as exc:
+        msg = str(exc)
+        result.errors.append(
+            TaskLoadError(str(path), msg[len(f"{path}: ") :] if msg.startswith(f"{path}: ") else msg)
+        )
+        return
+    _records_to_specs(
+        records, result, repos, path.parent.resolve() if path.is_file() else None, swebench=True
+    )
 
 
 def _is_hf_dataset_dir(path: Path) -> bool:
@@ -260,17 +260,11 @@ def _is_hf_dataset_dir(path: Path) -> bool:
 
 
 def _load_hf_dataset(path: Path, result: LoadResult, repos: Path | None) -> None:
-    try:
-        import datasets  # optional heavy dependency: imported only for this source
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise TaskSourceError(f"{path} is a Hugging Face data set but `datasets` is not installed") from exc
-    ds = datasets.load_from_disk(str(path))
-    splits = ds.items() if isinstance(ds, datasets.DatasetDict) else [("", ds)]
-    records = []
-    for split, part in splits:
-        for i, row in enumerate(part):
-            records.append((f"{path}{'/' + split if split else ''}[{i}]", dict(row)))
-    _records_to_specs(records, result, repos, None, swebench=True)
+    _load_json_file(path, result, repos)  # the shared reader streams the Arrow files; no `datasets` needed
+
+
+#: Row containers of SWE-bench-family tasks (read by `trajectories.rows`, the reader trajectories use too).
+_ROW_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".parquet")
 
 
 def _load_dir(path: Path, result: LoadResult, repos: Path | None) -> None:
@@ -284,9 +278,11 @@ def _load_dir(path: Path, result: LoadResult, repos: Path | None) -> None:
         if "repos" not in p.relative_to(path).parts[:-1]
     )
     if not files:
-        json_files = sorted([*path.glob("*.json"), *path.glob("*.jsonl")])
+        json_files = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(_ROW_SUFFIXES))
         if not json_files:
-            raise TaskSourceError(f"{path}: no task files (*.yaml) and no SWE-bench files (*.json, *.jsonl)")
+            raise TaskSourceError(
+                f"{path}: no task files (*.yaml) and no SWE-bench files (*.json, *.jsonl, *.jsonl.gz, *.parquet)"
+            )
         for f in json_files:
             _load_json_file(f, result, repos)
         return
@@ -323,11 +319,12 @@ def _load_into(source: str, result: LoadResult, repos: Path | None) -> None:
             _load_dir(path, result, repos)
         elif path.suffix in (".yaml", ".yml"):
             _load_yaml_file(path, result, repos)
-        elif path.suffix in (".json", ".jsonl"):
+        elif path.name.endswith(_ROW_SUFFIXES):
             _load_json_file(path, result, repos)
         else:
             raise TaskSourceError(
-                f"{path}: unknown task file type (expected .yaml, .json, .jsonl or a directory)"
+                f"{path}: unknown task file type (expected .yaml, .json, .jsonl, .jsonl.gz, .json.gz, .parquet "
+                "or a directory)"
             )
         return
     if "/" not in source and source in bundled_packs():

@@ -453,10 +453,13 @@ def is_source_file(path: str) -> bool:
 
 _SECTION_RE = re.compile(r"^_{3,} (?P<title>.+?) _{3,}$")
 _SUMMARY_RE = re.compile(r"^(?:FAILED|ERROR) (?P<rest>\S.*)$")
+_BANNER_RE = re.compile(r"^={3,} .*\S.* ={3,}$")
+_ADDRESS_RE = re.compile(r" at 0x[0-9a-fA-F]+")
+_MAX_LINE = 200
 
 
 def failure_sections(output: str) -> dict[str, list[str]]:
-    """pytest's failure sections (``-rA --tb=short``) by the header title (``test_x`` or
+    """pytest's failure sections (``-rA --tb=short [-l]``) by the header title (``test_x`` or
     ``Class.test_x``), each as its lines."""
     sections: dict[str, list[str]] = {}
     current: list[str] | None = None
@@ -465,8 +468,8 @@ def failure_sections(output: str) -> dict[str, list[str]]:
         if m:
             current = sections.setdefault(m["title"], [])
             continue
-        if line.startswith("=") and line.rstrip().endswith("=") and " " in line.strip("= "):
-            current = None  # the next "== short test summary info ==" style banner
+        if _BANNER_RE.match(line):
+            current = None  # the next "== short test summary info ==" / "== PASSES ==" banner
             continue
         if current is not None:
             current.append(line)
@@ -479,6 +482,9 @@ def _section_for(test_id: str, sections: dict[str, list[str]]) -> list[str]:
     for title in (".".join(parts), parts[-1] if parts else test_id):
         if title in sections:
             return sections[title]
+        for name, lines in sections.items():  # a subtest: "Class.test_x (param=1)"
+            if name.startswith(title + " ("):
+                return lines
     return []
 
 
@@ -486,8 +492,9 @@ _FRAME_RE = re.compile(r"^(?P<path>[^\s:]+\.py):\d+: in \S+")
 
 
 def _failure_lines(section: list[str]) -> list[str]:
-    """What a failure section shows from the tests' side: the test code lines pytest prints for frames
-    in test files (``--tb=short``) and the ``E`` lines (assertion with values, or exception + message);
+    """What a failure section shows from the tests' side: for frames in test files, the code lines and
+    local variables pytest prints (``--tb=short -l``: observed vs expected values even where an assert in a
+    helper module was not rewritten), and the ``E`` lines (assertion with values, or exception + message);
     frames in the package's own files are left out."""
     out: list[str] = []
     in_test = False
@@ -498,10 +505,9 @@ def _failure_lines(section: list[str]) -> list[str]:
         if m:
             in_test = is_test_path(m["path"])
             continue
-        if line.startswith("E "):
-            out.append(line.rstrip())
-        elif in_test and line.strip():
-            out.append(line.rstrip())
+        if line.startswith("E ") or (in_test and line.strip()):
+            line = _ADDRESS_RE.sub("", line.rstrip())  # object addresses differ from run to run
+            out.append(line if len(line) <= _MAX_LINE else line[: _MAX_LINE - 3] + "...")
     return out
 
 
@@ -529,8 +535,10 @@ def problem_statement(
     out, unless a failing test's own name contains it."""
     names = " ".join(failing)
     words = [w for w in hide if w and w not in names]
+    # a name is hidden wherever it occurs (also inside `orig_check_valid`); only names shorter than four
+    # characters need letters or digits around them to count as another word (`get` in `together`)
     pats = [
-        re.compile(rf"(?<![\w.]){re.escape(w)}(?![\w])") if re.fullmatch(r"\w+", w) else None for w in words
+        re.compile(rf"(?<![A-Za-z0-9]){re.escape(w)}(?![A-Za-z0-9])") if len(w) < 4 else None for w in words
     ]
 
     def hidden(line: str) -> bool:
@@ -538,9 +546,10 @@ def problem_statement(
 
     sections = failure_sections(output)
     messages = _summary_messages(output)
+    suite = "the test suite" if hidden(package) else f"the {package} test suite"  # e.g. tabulate.tabulate
     n = len(failing)
     lines = [
-        f"{n} test{'s' if n != 1 else ''} of the {package} test suite fail{'s' if n == 1 else ''}; "
+        f"{n} test{'s' if n != 1 else ''} of {suite} fail{'s' if n == 1 else ''}; "
         "the rest of the suite passes.",
         "",
     ]

@@ -262,7 +262,9 @@ def validate(
     for r in results:
         table.add_row(
             r.instance_id,
-            "[green]valid[/green]" if r.valid else "[red]INVALID[/red]",
+            "[green]valid[/green]"
+            if r.valid
+            else ("[yellow]env_error[/yellow]" if r.env_error else "[red]INVALID[/red]"),
             str(len(r.fail_to_pass)),
             str(len(r.pass_to_pass)),
             str(len(r.flaky)),
@@ -549,11 +551,15 @@ def synth(
     baseline_runs: int = typer.Option(
         1, "--baseline-runs", min=1, help="Run the suite N times on the original; flaky tests are left out."
     ),
+    max_broken: float = typer.Option(
+        0.5, "--max-broken", min=0.0, max=1.0, help="Reject mutations breaking more than this share of tests."
+    ),
 ) -> None:
     """Synthesize tasks from a release: mutate one function at a time (swap an operator, invert a
     condition, shift a bound, drop a statement, swap arguments, change a constant) and keep the mutations
     that break at least one test while every other test still passes. Each kept one is written at once as
     a task file holding its recipe (gold patch = the inverse of the mutation) and the validated tests."""
+    import re
     from collections import Counter
 
     from rich.console import Console
@@ -603,13 +609,14 @@ def synth(
                 kinds=kind or None,
                 progress=update,
                 baseline_runs=baseline_runs,
+                max_broken=max_broken,
             )
         except (SynthRunError, ImageBuildError) as exc:
             progress.stop()
             console.print(f"[red]error:[/red] {exc}", markup=False, highlight=False)
             raise typer.Exit(2) from None
     per_try = report.try_seconds / max(1, report.tried)
-    reasons = Counter(a.reason.split(" (")[0] for a in report.attempts if not a.kept)
+    reasons = Counter(re.sub(r"^\d+ ", "", a.reason.split(" (")[0]) for a in report.attempts if not a.kept)
     if reasons:
         console.print("rejected: " + ", ".join(f"{k} {v}" for k, v in reasons.most_common()), highlight=False)
     console.print(

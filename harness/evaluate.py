@@ -357,7 +357,7 @@ def _run_in_sandbox(
         ),  # fmt: skip
     }
     if audit:
-        result = junit_path if spec.log_parser in ("pytest", "junit") else None
+        result = junit_path if spec.log_parser == "pytest" else None  # written by pytest's junitxml.py
         payload["audit.py"] = audit_hook_source(audit_path, result)
     if canary is not None:
         payload["canary.py"] = canary.source()

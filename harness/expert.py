@@ -290,12 +290,16 @@ def gold_identifiers(patch: str, originals: dict[str, str | None]) -> list[str]:
             m = _DEF_RE.match(h.section_header or "")
             if m:
                 add(m.group(1))
+        found: dict[str, int] = {}
         for h in pf:
             for line in h:
                 if line.line_type in "-+":
                     for ident in _IDENT_RE.findall(line.value):
-                        if base and re.search(rf"\b{re.escape(ident)}\b", base):
-                            add(ident)
+                        if ident not in found and base:
+                            found[ident] = len(re.findall(rf"\b{re.escape(ident)}\b", base))
+        # then the changed lines' other names that the file already has: rare and long ones first
+        for ident in sorted((i for i, n in found.items() if n), key=lambda i: (found[i] > 5, -len(i))):
+            add(ident)
     return names
 
 
@@ -548,6 +552,7 @@ def plan_run(spec: TaskSpec, facts: RepoFacts, style: str, seed: int) -> list[Pl
     python = rng.choice(("python3", "python"))
     bad_done = False
     current = dict(facts.originals)
+    dirs = {str(p) for f in facts.files for p in PurePosixPath(f).parents}
     for e in edits:
         if e.kind == "replace" and not bad_done and rng.random() < 0.25:
             wrong_old = _misindent(e.old)
@@ -573,6 +578,10 @@ def plan_run(spec: TaskSpec, facts: RepoFacts, style: str, seed: int) -> list[Pl
                         },
                     )
                 )
+        parent = str(PurePosixPath(e.path).parent)
+        if e.kind == "create" and style == "tools" and parent != "." and parent not in dirs:
+            steps.append(PlanStep("mkdir", _bash(f"mkdir -p {shlex.quote(parent)}"), {"dir": parent}))
+            dirs.add(parent)
         steps.append(PlanStep("edit", _edit_call(style, e, python), {"file": e.path, "edit": e}))
         current = apply_edits(current, [e])
 
@@ -697,7 +706,10 @@ def describe(prev: PlanStep, obs: str, rng: random.Random) -> str:
             )
         )
     if kind in ("grep_ident", "grep_test"):
-        hits = grep_hits(text)
+        hits = grep_hits(text) or [  # grep of one file prints line:text without the file name
+            (info.get("file", "?"), int(m.group(1)), m.group(2))
+            for m in re.finditer(r"^(\d+):(.*)$", text, re.M)
+        ]
         what = info.get("ident") or info.get("test")
         if not hits:
             return f"Searching for `{what}` found nothing."
@@ -853,6 +865,8 @@ def motivate(step: PlanStep, spec: TaskSpec, rng: random.Random) -> str:
         )
     if kind == "test_before":
         return "Run the failing tests first to see the failure for myself."
+    if kind == "mkdir":
+        return f"The new file goes into {info['dir']}/, which does not exist yet: create the directory."
     if kind in ("edit", "edit_bad"):
         e: Edit = info["edit"]
         summary = _change_summary(e)
@@ -1061,13 +1075,14 @@ class GenerateSummary:
 def plan_jobs(
     specs: list[TaskSpec], style: str, seed: int, runs_per_task: int
 ) -> list[tuple[TaskSpec, str, int]]:
-    """(task, style, seed) of every run: seeds `seed`..`seed+K-1`; style ``mixed`` alternates tools / bash."""
+    """(task, style, seed) of every run: seeds `seed`..`seed+K-1`; style ``mixed`` alternates tools / bash
+    over a task's runs and from task to task (so one run per task still gives both styles)."""
     if style not in (*STYLES, "mixed"):
         raise ExpertError(f"style {style!r}: expected one of {', '.join(STYLES)} or mixed")
     jobs = []
-    for spec in specs:
+    for i, spec in enumerate(specs):
         for k in range(runs_per_task):
-            st = STYLES[k % len(STYLES)] if style == "mixed" else style
+            st = STYLES[(i + k) % len(STYLES)] if style == "mixed" else style
             jobs.append((spec, st, seed + k))
     return jobs
 

@@ -5,7 +5,8 @@ otherwise), opens ONE long-lived sandbox from it, runs the test suite once on th
 baseline), then tries seeded-random mutation sites (`envs.synth`): the mutated file is written into the
 sandbox, the test files that name the function run first (nothing breaks there: rejected at once), then
 the whole suite; the mutation is kept when at least one baseline-passing test breaks and every other one
-still passes (collection errors, a module that no longer imports and timeouts are rejections). The file is
+still passes, the same way in a second run (collection errors, a module that no longer imports, timeouts
+and results that change between the two runs are rejections). The file is
 restored before the next try. A kept mutation becomes a task file at once (an interrupted run keeps what
 it finished): its recipe (package, version, file, function, mutation, index, seed), FAIL_TO_PASS = the
 broken tests, PASS_TO_PASS = the other baseline-passing tests, and a problem statement written from the
@@ -41,10 +42,11 @@ from envs.synth import (
     recipe_id,
 )
 from harness.images import ensure_instance_image
-from harness.log_parsers import PASSED, XPASS, get_parser
+from harness.log_parsers import FAILED, PASSED, XPASS, get_parser, split_summary_rest
 from harness.sandbox import Sandbox, SandboxConfig
 
 GOOD = {PASSED, XPASS}
+_SUBFAILED_RE = re.compile(r"^SUBFAIL(?:ED)?\S* (?P<rest>\S.*)$", re.MULTILINE)
 _TEST_FILE_RE = re.compile(r"(^|/)test_[^/]*\.py$|_test\.py$")
 
 Progress = Callable[[str, "SynthReport"], None]
@@ -61,6 +63,7 @@ class Attempt:
     reason: str
     seconds: float
     instance_id: str | None = None
+    test_runs: list[float] = field(default_factory=list)  # seconds of each pytest run of this try
 
 
 @dataclass
@@ -104,11 +107,22 @@ def test_files(files: list[str]) -> list[str]:
 
 def _pytest_cmd(files: list[str]) -> str:
     quoted = " ".join(shlex.quote(f) for f in files)
-    return f"python -m pytest -rA -p no:cacheprovider --tb=short {quoted}"
+    return f"python -m pytest -rA -p no:cacheprovider --tb=short -l {quoted}"
 
 
 def _in_test_file(test_id: str) -> bool:
     return is_test_path(test_id.split("::", 1)[0])
+
+
+def read_statuses(output: str, parse: Callable[[str], dict[str, str]]) -> dict[str, str]:
+    """Statuses of the tests in test files; a test with a failed subtest (``SUBFAILED(x=1) id``, pytest
+    >= 9, which also prints ``PASSED id`` for the test itself) counts as failed."""
+    statuses = {k: v for k, v in parse(output).items() if _in_test_file(k)}
+    for m in _SUBFAILED_RE.finditer(output):
+        test = split_summary_rest(m["rest"])
+        if test in statuses:
+            statuses[test] = FAILED
+    return statuses
 
 
 class _Suite:
@@ -117,12 +131,14 @@ class _Suite:
     def __init__(self, sb: Sandbox, parser: str) -> None:
         self.sb = sb
         self.parse = get_parser(parser)
+        self.durations: list[float] = []  # seconds of every pytest run so far
 
     def run(self, files: list[str], timeout: float) -> tuple[dict[str, str], str, bool, float]:
         t0 = time.monotonic()
         res = self.sb.exec(f"cd {TESTBED} && {_pytest_cmd(files)} 2>&1", timeout=timeout)
-        statuses = {k: v for k, v in self.parse(res.output).items() if _in_test_file(k)}
-        return statuses, res.output, res.timed_out or res.limit is not None, time.monotonic() - t0
+        statuses = read_statuses(res.output, self.parse)
+        self.durations.append(time.monotonic() - t0)
+        return statuses, res.output, res.timed_out or res.limit is not None, self.durations[-1]
 
     def write(self, path: str, text: str) -> None:
         """Replace a file of the tree and drop its compiled bytecode (a same-size edit within the same
@@ -149,7 +165,9 @@ def _sandbox_config(spec: TaskSpec, image: str) -> SandboxConfig:
     )
 
 
-def _judge(baseline: set[str], statuses: dict[str, str], timed_out: bool) -> tuple[list[str] | None, str]:
+def _judge(
+    baseline: set[str], statuses: dict[str, str], timed_out: bool, max_broken: float = 1.0
+) -> tuple[list[str] | None, str]:
     """(broken tests, reason): broken is None when the mutation is rejected."""
     if timed_out:
         return None, "timed out"
@@ -162,6 +180,8 @@ def _judge(baseline: set[str], statuses: dict[str, str], timed_out: bool) -> tup
     broken = sorted(t for t in baseline if statuses.get(t) not in GOOD)
     if not broken:
         return None, "no test breaks"
+    if len(broken) > max_broken * len(baseline):
+        return None, f"breaks too much ({len(broken)} of {len(baseline)} tests)"
     return broken, f"{len(broken)} test(s) break"
 
 
@@ -183,11 +203,14 @@ def synthesize(
     progress: Progress | None = None,
     log_dir: Path | None = None,
     baseline_runs: int = 1,
+    max_broken: float = 0.5,
 ) -> SynthReport:
     """Synthesize up to `n` tasks from `release` (``NAME==VERSION``) into `out` (see the module doc).
 
     `baseline_runs` > 1 runs the suite that many times on the original tree: tests whose status changes
-    are flaky and left out of every task; `SynthReport.baseline_seconds` is the median run time."""
+    are flaky and left out of every task; `SynthReport.baseline_seconds` is the median run time. A
+    mutation that breaks more than `max_broken` of the passing tests (a crash on a core path: a poor task,
+    slow to grade) is rejected."""
     name, version = parse_release(release)
     report = SynthReport(name, version, seed)
     say = progress or (lambda _m, _r: None)
@@ -268,11 +291,13 @@ def synthesize(
                 continue
             say(f"try {site.kind} in {site.path}", report)
             suite.write(site.path, mutated)
+            first_run = len(suite.durations)
             try:
-                broken, reason, out_text = _try(suite, site, tests, test_text, baseline, limit)
+                broken, reason, out_text = _try(suite, site, tests, test_text, baseline, limit, max_broken)
             finally:
                 suite.write(site.path, original)
             attempt = Attempt(site.describe(), broken is not None, reason, time.monotonic() - t1)
+            attempt.test_runs = suite.durations[first_run:]
             report.attempts.append(attempt)
             if broken is None:
                 continue
@@ -292,6 +317,7 @@ def _try(
     test_text: dict[str, str],
     baseline: set[str],
     limit: float,
+    max_broken: float,
 ) -> tuple[list[str] | None, str, str]:
     name = site.function.rsplit(".", 1)[-1]
     word = re.compile(rf"\b{re.escape(name)}\b")
@@ -303,7 +329,13 @@ def _try(
         if broken is None:
             return None, reason + " (tests naming the function)", output
     statuses, output, timed_out, _ = suite.run(tests, limit)
-    broken, reason = _judge(baseline, statuses, timed_out)
+    broken, reason = _judge(baseline, statuses, timed_out, max_broken)
+    if broken is None:
+        return None, reason, output
+    # a kept mutation must break the same tests again (threads, timing: no flaky task is written)
+    again, _, timed_out, _ = suite.run(tests, limit)
+    if _judge(baseline, again, timed_out, max_broken)[0] != broken:
+        return None, "flaky under the mutation (a second run differs)", output
     return broken, reason, output
 
 

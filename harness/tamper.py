@@ -232,7 +232,7 @@ def canary_tests(test_command: str, test_files: list[str], log_parser: str) -> C
     in the directory of the first test file (so pytest's rootdir and node ids do not change)."""
     import shlex
 
-    if log_parser not in ("pytest", "pytest_v2", "pytest_options") or "pytest" not in test_command:
+    if log_parser != "pytest" or "pytest" not in test_command:  # the parser the JUnit file goes with
         return None
     try:
         words = shlex.split(test_command)
@@ -241,6 +241,8 @@ def canary_tests(test_command: str, test_files: list[str], log_parser: str) -> C
     after = words[next((i for i, w in enumerate(words) if "pytest" in w), 0) + 1 :]
     if any(_NO_CANARY_OPTS.match(w) for w in after) or not test_files:
         return None
+    if not any(not w.startswith("-") and (".py" in w or "/" in w) for w in after):
+        return None  # no path on the command line: pytest's testpaths apply, and a canary path would replace them
     directory = test_files[0].rpartition("/")[0]
     token = secrets.token_hex(6)
     outcomes = ["PASSED", "FAILED"] + [
@@ -297,6 +299,9 @@ def _install():
     except OSError:
         return
     stdlib = os.path.dirname(os.__file__) + "/"
+
+    def is_std(fn):  # the standard library (a conda env keeps site-packages below it)
+        return fn.startswith("<") or fn == __file__ or (fn.startswith(stdlib) and "-packages/" not in fn)
     result_base = os.path.basename(_RESULT) if _RESULT else None
     log_base = os.path.basename(_LOG)
     pid0 = os.getpid()
@@ -319,7 +324,7 @@ def _install():
             if fn.startswith(_TESTBED):
                 rel = fn[len(_TESTBED):]
                 return "%%s:%%d" %% (rel, f.f_lineno), _is_test(rel) or "_pytest/" in rel or "pluggy/" in rel
-            if outside is None and not fn.startswith(stdlib) and not fn.startswith("<") and fn != __file__:
+            if outside is None and not is_std(fn):
                 outside = "%%s:%%d" %% (fn, f.f_lineno)
             f = f.f_back
         return outside or "", True
@@ -328,7 +333,7 @@ def _install():
         f = sys._getframe(depth)
         while f is not None:
             fn = f.f_code.co_filename
-            if fn.startswith(stdlib) or fn.startswith("<") or fn == __file__:
+            if is_std(fn):
                 f = f.f_back
                 continue
             return fn.endswith("_pytest/junitxml.py")
@@ -457,7 +462,7 @@ def _install():
     except ImportError:
         pass
     atexit.register(at_exit)
-    write("start", "ppid=%%d" %% os.getppid())
+    write("start", "ppid=%%d %%s" %% (os.getppid(), " ".join(getattr(sys, "orig_argv", []))[:300]))
     if hasattr(sys, "addaudithook"):
         sys.addaudithook(hook)
     else:
@@ -485,6 +490,11 @@ _EVENT_CLASS = {
 }
 
 
+def _ppid(detail: str) -> int | None:
+    m = re.match(r"ppid=(\d+)", detail)
+    return int(m.group(1)) if m else None
+
+
 def _unesc(text: str) -> str:
     return re.sub(r"\\(.)", lambda m: {"t": "\t", "n": "\n"}.get(m.group(1), m.group(1)), text)
 
@@ -503,7 +513,9 @@ def audit_findings(
         fields = line.split("\t")
         if len(fields) == 4 and fields[0].isdigit():
             pid, kind, detail, caller = fields
-            events.append({"pid": int(pid), "event": kind, "detail": _unesc(detail), "caller": _unesc(caller)})
+            events.append(
+                {"pid": int(pid), "event": kind, "detail": _unesc(detail), "caller": _unesc(caller)}
+            )
         else:
             found.append(
                 Evidence(
@@ -538,7 +550,10 @@ def audit_findings(
                     detail=f"{meaning}: {str(e.get('detail'))[:200]} (pid {e.get('pid')})",
                 )
             )
-    root = starts[0].get("pid")
+    # the test command's own process: the last one not started by another recorded Python process
+    pids = {e.get("pid") for e in starts}
+    tops = [e for e in starts if _ppid(e.get("detail", "")) not in pids] or starts
+    root = tops[-1].get("pid")
     ended = any(e.get("event") == "end" and e.get("pid") == root for e in events)
     if exit_code == 0 and not timed_out and not ended:
         found.append(

@@ -56,8 +56,12 @@ class ExperimentConfig(_Strict):
     name: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$", description="runs/experiments/<name>/")
     root: Path = Path("runs/experiments")
     model: str = Field(DEFAULT_MODEL, description="the base model every arm starts from")
-    dataset: Path | None = Field(
-        None, description="step-wise DatasetDict dir; default: built from the bundled trajectories"
+    dataset: Path | None = Field(None, description="step-wise DatasetDict dir (`srl data build` output)")
+    trajectories: Path | None = Field(
+        None, description="or: trajectory files / dir to build the data set from (split by trajectory)"
+    )
+    val_fraction: float = Field(
+        0.25, gt=0, lt=1, description="held-out share of trajectories (trajectories:)"
     )
     train_split: str = "train"
     eval_split: str = "validation"
@@ -203,16 +207,24 @@ def held_out_split(
     return out, counts
 
 
-def _default_dataset(cfg: ExperimentConfig, out: Path) -> Path:
+def _dataset_from(cfg: ExperimentConfig, out: Path) -> Path:
+    """The step-wise set built from ``cfg.trajectories`` (cached in `out`), split by trajectory."""
     from srl_agent.models import resolve_model
-    from trajectories.bundled import bundled_dir
+    from srl_agent.train.data import DataError
     from trajectories.stepwise import build_dataset
 
-    if not (out / "dataset_dict.json").is_file():
-        with console.status("building step-wise instances from the bundled trajectories"):
+    if cfg.trajectories is None:
+        raise DataError(
+            "dataset: give a step-wise data set (`dataset:`, from `srl data build`) or trajectory files "
+            "(`trajectories:`, e.g. the demo's runs/demo/expert_runs)"
+        )
+    if not cfg.trajectories.exists():
+        raise DataError(f"trajectories: {cfg.trajectories} does not exist")
+    if not (cfg.resume and (out / "dataset_dict.json").is_file()):
+        with console.status(f"building step-wise instances from {cfg.trajectories}"):
             build_dataset(
-                [bundled_dir()], out, context_steps=2, max_obs_tokens=96,
-                tokenizer=str(resolve_model(cfg.model)), val_fraction=0.25, seed=cfg.seed,
+                [cfg.trajectories], out, context_steps=2, max_obs_tokens=96,
+                tokenizer=str(resolve_model(cfg.model)), val_fraction=cfg.val_fraction, seed=cfg.seed,
             )  # fmt: skip
     return out
 
@@ -370,7 +382,12 @@ def compare_arms(evals: dict[str, dict[str, Any]], *, samples: int, seed: int) -
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             if evals[a]["steps"] != evals[b]["steps"]:
-                raise ValueError(f"{a} and {b} were evaluated on different steps; rerun without resume")
+                from srl_agent.train.data import DataError
+
+                raise DataError(
+                    f"{a} and {b} were evaluated on different held-out steps (eval_limit or data changed "
+                    "since an earlier run?); rerun with --fresh"
+                )
             cmp = paired_comparison(evals[a]["rewards"], evals[b]["rewards"], samples=samples, seed=seed)
             out.append({"a": a, "b": b, **cmp})
     return out
@@ -449,7 +466,7 @@ def run_experiment(cfg: ExperimentConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(cfg.model_dump_json(indent=1))
     started = time.monotonic()
-    dataset = cfg.dataset or _default_dataset(cfg, out / "data")
+    dataset = cfg.dataset or _dataset_from(cfg, out / "data")
     heldout, counts = held_out_split(dataset, cfg.train_split, cfg.eval_split, out / "heldout")
     n_eval = min(counts["heldout_steps"], cfg.eval_limit or counts["heldout_steps"])
     if n_eval == 0 or n_eval < cfg.min_eval_steps:
@@ -594,7 +611,12 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
             ax1.plot(*zip(*loss, strict=True), "x:", label=f"{arm} (SFT loss)")
     ax1.set_xlabel("training tokens")
     ax1.set_title("training against compute")
-    ax1.legend(fontsize=8)
+    if ax1.get_lines():
+        ax1.legend(fontsize=8)
+    else:
+        ax1.text(
+            0.5, 0.5, "no training steps (see the report)", ha="center", va="center", transform=ax1.transAxes
+        )
     names = ["start", *report["arms"]]
     evals = [report["start"]["eval"], *(r["eval"] for r in report["arms"].values())]
     means = [e["mean_reward"] for e in evals]

@@ -13,9 +13,9 @@ from envs.sources import load_tasks
 from srl_agent.cli import app
 from srl_agent.testing import build_tiny_model
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-
+@pytest.mark.docker
+@pytest.mark.slow
 def test_demo_runs_every_stage_and_resumes(docker_client, base_image, tmp_path):
     model = build_tiny_model(tmp_path / "tiny")
     out = tmp_path / "demo"
@@ -71,3 +71,27 @@ def test_demo_says_when_the_user_trajectories_are_missing(tmp_path):
     res = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--trajectories", str(tmp_path / "none")])
     said = " ".join(res.output.split())
     assert res.exit_code == 2 and "--trajectories" in said and "does not exist" in said
+
+
+def test_demo_task_is_the_shortest_gold_unless_named():
+    from types import SimpleNamespace
+
+    from srl_agent.demo import DemoError, _demo_task
+
+    tasks = [SimpleNamespace(instance_id=i, patch="x" * n) for i, n in (("a", 30), ("b", 10), ("c", 20))]
+    assert _demo_task(tasks, None).instance_id == "b"
+    assert _demo_task(tasks, "c").instance_id == "c"
+    with pytest.raises(DemoError, match="'z' is not in the examples pack"):
+        _demo_task(tasks, "z")
+
+
+def test_summary_says_where_the_data_came_from():
+    from srl_agent.demo import _data_origin
+
+    gen = {"kind": "generated", "path": "runs/demo/expert_runs", "runs": 18, "tasks": 9, "seeds": [0, 1],
+           "styles": ["bash", "tools"]}  # fmt: skip
+    said = _data_origin({"stages": {"data": {"source": gen}}})
+    assert said.startswith("data: 18 expert runs generated over 9 tasks") and "seeds 0-1" in said
+    assert "runs/demo/expert_runs" in said
+    user = _data_origin({"stages": {"data": {"source": {"kind": "user", "path": "my/runs"}}}})
+    assert user == "data: your trajectories at my/runs"

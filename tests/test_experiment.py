@@ -47,9 +47,13 @@ def test_every_arm_stops_once_its_token_budget_is_spent(finished):
     assert report["budget"] == {"unit": "training tokens", "per_arm": BUDGET}
     for arm in ("sft", "srl"):
         rec = report["arms"][arm]
-        per_step = json.loads((cfg.out_dir / "arms" / arm / arm / "train_tokens.json").read_text())["per_step"]
+        per_step = json.loads((cfg.out_dir / "arms" / arm / arm / "train_tokens.json").read_text())[
+            "per_step"
+        ]
         assert rec["tokens"] == per_step[-1]["tokens"] >= BUDGET  # spent the budget ...
-        assert len(per_step) == 1 or per_step[-2]["tokens"] < BUDGET  # ... and stopped at the first step that did
+        assert (
+            len(per_step) == 1 or per_step[-2]["tokens"] < BUDGET
+        )  # ... and stopped at the first step that did
         assert rec["steps"] == len(per_step) < cfg.max_steps_per_arm
     # the arms spend tokens at different rates (GRPO samples; SFT reads), so equal budgets mean different steps
     assert report["arms"]["sft"]["steps"] != report["arms"]["srl"]["steps"]
@@ -137,7 +141,7 @@ def test_rlvr_alone_with_no_group_spread_is_reported_as_a_result(tiny, steps, tm
         arms=["rlvr"],
         warmup_steps=0,
         rlvr={
-            "instance_ids": ["tkem__cachetools-387"],
+            "instance_ids": ["cachetools-5.2.0"],
             "batch_size": 1,
             "num_generations": 2,
             "max_turns": 1,
@@ -151,3 +155,23 @@ def test_rlvr_alone_with_no_group_spread_is_reported_as_a_result(tiny, steps, tm
     assert rec["model"] == report["start"]["model"] == tiny  # nothing trained: the arm keeps its start
     assert rec["eval"]["n"] == 3
     assert "stopped: dynamic sampling" in (cfg.out_dir / "report.md").read_text()
+
+
+def test_without_data_the_error_says_what_to_give(tiny, tmp_path):
+    from srl_agent.train.data import DataError
+
+    with pytest.raises(DataError, match="trajectories"):
+        run_experiment(ExperimentConfig(model=tiny, root=tmp_path))
+    with pytest.raises(DataError, match="does not exist"):
+        run_experiment(ExperimentConfig(model=tiny, root=tmp_path, trajectories=tmp_path / "missing"))
+
+
+def test_cli_rejects_a_bad_field_naming_it(tmp_path):
+    from typer.testing import CliRunner
+
+    from srl_agent.cli import app
+
+    res = CliRunner().invoke(app, ["experiment", "--set", "sft.bogus=1", "--set", f"root={tmp_path}"])
+    assert res.exit_code == 2, res.output
+    assert "sft / train sections" in res.output and "bogus" in res.output
+    assert not any(tmp_path.iterdir())  # nothing ran

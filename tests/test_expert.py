@@ -199,6 +199,9 @@ def test_thoughts_state_what_the_observation_showed():
     obs = "./pkg/geo.py:4:def clamp(x, lo, hi):\n./tests/test_geo.py:1:from pkg.geo import clamp\n"
     text = describe(grep, obs, __import__("random").Random(0))
     assert "2" in text and "pkg/geo.py:4" in text and "def clamp(x, lo, hi):" in text
+    grep_test = next(s for s in plan if s.kind == "grep_test")
+    one_file = describe(grep_test, "4:def test_clamp_order():\n", __import__("random").Random(0))
+    assert "tests/test_geo.py:4" in one_file and "found nothing" not in one_file
     run = next(s for s in plan if s.kind == "test_after")
     out = "F.\n=== FAILURES ===\nE       assert 1 == 2\nFAILED tests/test_geo.py::test_clamp_order - assert 1 == 2\n1 failed, 1 passed in 0.1s\n"
     said = describe(run, out, __import__("random").Random(0))
@@ -229,6 +232,15 @@ def test_same_seed_same_plan_and_seeds_vary_the_plan():
     assert {"edit_bad", "view_fix", "view_wrong", "test_before", "diff"} <= every
 
 
+def test_a_new_file_in_a_new_directory_gets_its_directory_first():
+    patch = "--- /dev/null\n+++ b/pkg/sub/new.py\n@@ -0,0 +1 @@\n+X = 1\n"
+    facts = RepoFacts(files=["pkg/geo.py"], originals={"pkg/sub/new.py": None})
+    plan = plan_run(_spec(patch=patch, FAIL_TO_PASS=[]), facts, "tools", 0)
+    kinds = [s.kind for s in plan]
+    assert kinds.index("mkdir") + 1 == kinds.index("edit")
+    assert plan[kinds.index("mkdir")].call.arguments["command"] == "mkdir -p pkg/sub"
+
+
 def test_styles_use_their_tools():
     tools = plan_run(_spec(), _facts(), "tools", 1)
     bash = plan_run(_spec(), _facts(), "bash", 1)
@@ -241,6 +253,15 @@ def test_styles_use_their_tools():
         plan_run(_spec(), _facts(), "vim", 0)
     jobs = plan_jobs([_spec()], "mixed", 5, 3)
     assert [(st, sd) for _, st, sd in jobs] == [("tools", 5), ("bash", 6), ("tools", 7)]
+    jobs = plan_jobs([_spec(), _spec(instance_id="demo__geo-2")], "mixed", 0, 1)
+    assert [st for _, st, _ in jobs] == ["tools", "bash"]
+
+
+def test_traj_help_lists_generate():
+    from srl_agent.cli import build_app
+
+    res = CliRunner().invoke(build_app("traj"), ["traj", "--help"])
+    assert res.exit_code == 0 and "generate" in res.output and "replay" in res.output
 
 
 def test_bad_task_source_is_a_clear_cli_error(tmp_path: Path):

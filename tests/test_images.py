@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -123,9 +124,12 @@ def test_failed_build_keeps_its_log_and_labels_leftovers(spec, docker_client, ba
         ensure_instance_image(broken, client=docker_client, log_dir=tmp_path)
     assert str(tmp_path / "instance.log") in str(exc.value)
     assert "about to fail" in (tmp_path / "instance.log").read_text()
-    assert not docker_client.containers.list(
+    found = docker_client.containers.list(
         all=True, filters={"ancestor": image_tags(broken, docker_client)[0]}
     )
+    # The env image is shared by every default-env task: other processes' sandboxes may run from it now.
+    mine = [c for c in found if c.labels.get(f"{LABEL}.pid") in (None, str(os.getpid()))]
+    assert not mine, [c.labels for c in mine]
 
 
 def test_prune_keeps_images_of_known_tasks(spec, built, docker_client):
@@ -230,7 +234,7 @@ def test_python_no_offline_source_has_is_a_clear_error(spec, docker_client, tmp_
         check_pythons([old, old.model_copy(update={"instance_id": "other-py36"}), spec])
 
 
-STANDIN = "swebench/sweb.eval.x86_64.tkem_1776_cachetools-387:latest"
+STANDIN = f"swebench/sweb.eval.x86_64.{TASK}:latest"  # SWE-bench's naming ("__" would be "_1776_")
 
 
 @pytest.fixture
@@ -261,10 +265,14 @@ def standin(spec, built, docker_client):
 def test_prebuilt_image_is_used_with_its_conda_env(spec, standin, docker_client, tmp_path, monkeypatch):
     from harness.images import prebuilt_names, swebench_image_name
 
-    assert swebench_image_name(TASK) == STANDIN and prebuilt_names(spec) == [
+    assert swebench_image_name(TASK) == STANDIN and prebuilt_names(spec)[:2] == [
         STANDIN,
-        "xingyaoww/sweb.eval.x86_64.tkem_s_cachetools-387:latest",  # SWE-Gym's naming
+        f"xingyaoww/sweb.eval.x86_64.{TASK}:latest",  # SWE-Gym's naming
     ]
+    assert (
+        swebench_image_name("tkem__cachetools-387")
+        == "swebench/sweb.eval.x86_64.tkem_1776_cachetools-387:latest"
+    )
     tag = ensure_instance_image(spec, client=docker_client, log_dir=tmp_path, image_source="prebuilt")
     img = docker_client.images.get(tag)
     assert img.labels[f"{LABEL}.prebuilt"] == STANDIN and img.labels[LABEL] == "1"

@@ -564,9 +564,12 @@ def test_django_literal_log() -> None:
     assert sm["test_ForeignKey (admin_widgets.tests.AdminFormfieldForDBFieldTests)"] == PASSED
     assert sm["test_choices_with_radio_fields (admin_widgets.tests.AdminFormfieldForDBFieldTests)"] == FAILED
     assert sm["test_localization (admin_widgets.tests.AdminSplitDateTimeWidgetTest)"] == ERROR
-    assert sm["File widgets should render as a link when they're marked \"read only.\""] == PASSED
+    assert sm['File widgets should render as a link when they\'re marked "read only."'] == PASSED
     assert sm["test_render (admin_widgets.tests.AdminURLWidgetTest)"] == SKIPPED
-    assert sm["test_label_and_url_for_value_invalid_uuid (admin_widgets.tests.ForeignKeyRawIdWidgetTest)"] == PASSED
+    assert (
+        sm["test_label_and_url_for_value_invalid_uuid (admin_widgets.tests.ForeignKeyRawIdWidgetTest)"]
+        == PASSED
+    )
     assert sm["test_no_migrations (migrations.test_commands.Tests)"] == PASSED
     ref = _swebench_parser("django")(DJANGO_LOG)
     ref.pop("test_localization"), ref.pop("test_choices_with_radio_fields")  # first-word header keys

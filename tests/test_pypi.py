@@ -120,8 +120,13 @@ def test_release_commit_is_deterministic_across_caches_times_and_owners(tmp_path
     tree = _git(repo1, "ls-tree", "-r", c1)
     assert "100755 blob" in tree.split("bin/run.sh")[0].splitlines()[-1]
     assert "egg-info" not in tree
-    entry = json.loads((one / "index" / "demo==1.0.json").read_text())
+    entry = json.loads((one / f"v{pypi.FORMAT}" / "index" / "demo==1.0.json").read_text())
     assert entry["commit"] == c1 and len(entry["sha256"]) == 64 and entry["files"] == 4
+    # A lost repository is rebuilt from the cached archive, with the same commit.
+    import shutil
+
+    shutil.rmtree(repo1)
+    assert pypi.sdist_repo("demo", "1.0", cache=one) == (repo1, c1)
     # Warm: the index answers without touching the archive.
     (one / "sdists" / "demo-1.0" / "demo-1.0.tar.gz").unlink()
     assert pypi.sdist_repo("demo", "1.0", cache=one) == (repo1, c1)
@@ -223,14 +228,16 @@ def test_release_recipe_from_seeded_archives(tmp_path: Path) -> None:
     _, base = pypi.sdist_repo("demo", "1.0", cache)
     assert out["repo_source"] == "pypi:demo==1.0" and out["base_commit"] == base
     assert "+    return b + a" in out["patch"] and "new file mode 100644" in out["test_patch"]
-    memo = list((cache / "recipes").glob("*.json"))
+    memo = list((cache / f"v{pypi.FORMAT}" / "recipes").glob("*.json"))
     assert len(memo) == 1 and json.loads(memo[0].read_text()) == out
     record = {"instance_id": "demo-1.1", "repo": "demo", "base_commit": base, "recipe": recipe}
     assert apply_recipe(record, cache)["patch"] == out["patch"]
     with pytest.raises(RecipeError, match="0000000 in the file, but the recipe gives") as info:
         apply_recipe({**record, "base_commit": "0000000"}, cache)
     assert info.value.field == "base_commit"
-    assert apply_recipe({**record, "base_commit": "main"}, cache)["base_commit"] == "main"  # TaskSpec says why
+    assert (
+        apply_recipe({**record, "base_commit": "main"}, cache)["base_commit"] == "main"
+    )  # TaskSpec says why
     assert apply_recipe({**record, "patch": out["patch"]}, cache) == {**record, **out}  # a dumped spec
     with pytest.raises(RecipeError, match="stores no patch"):
         apply_recipe({**record, "patch": out["patch"].replace("b + a", "a + b + 0")}, cache)

@@ -116,6 +116,8 @@ def test_swe_gym_rows_keep_patch_and_tools() -> None:
         assert t.final_patch == row["test_result"]["git_patch"] and t.final_patch.startswith("diff --git")
         assert t.resolved is row["resolved"] and t.metadata["run_id"] == row["run_id"]
         assert [x.name for x in t.tools] == ["execute_bash", "finish", "str_replace_editor"]
+        first_call = next(m["tool_calls"][0]["function"] for m in row["messages"] if m.get("tool_calls"))
+        assert json.loads(t.steps[0].raw_action)["arguments"] == first_call["arguments"]  # as recorded
         assert {s.action.name for s in t.steps} <= {"execute_bash", "finish", "str_replace_editor"}
         system = expand(t)[0]["prompt"][0]["content"]
         assert "Call `finish` once" in system and "`submit`" not in system
@@ -452,3 +454,83 @@ def test_round_trip_through_swe_smith_rows(tmp_path: Path, calls: list[ToolCall]
     assert [s.action for s in t.steps] == calls
     assert [s.observation for s in t.steps] == obs[: len(calls)]
     assert t.problem_statement == "fix it"
+
+
+def test_swe_smith_ticks_split(tmp_path: Path) -> None:
+    """The `ticks` split: the same rows with each action as a fenced command line (SWE-agent's
+    thought/action format) and no function list in the system prompt."""
+    row = _rows(SMITH)[0]
+    row["messages"][0]["content"] = (
+        "You are a helpful assistant. Reply with DISCUSSION and one command in ``` fences."
+    )
+
+    def ticks(m: re.Match[str]) -> str:
+        call = parse_action(m.group(0))
+        if call.name == "bash":
+            return f"```\n{call.arguments['command']}\n```"
+        if call.name == "submit":
+            return "```\nsubmit\n```"
+        return "```\nstr_replace_editor " + " ".join(call.arguments.values()) + "\n```"
+
+    for m in row["messages"]:
+        if m["role"] == "assistant":
+            m["content"] = re.sub(r"<function=.*?</function>", ticks, m["content"], flags=re.S)
+    p = tmp_path / "ticks.jsonl"
+    p.write_text(json.dumps(row) + "\n")
+    t = load_trajectories([p])[0]
+    expected = load_trajectories([shared_fixture(*SMITH)])[0]
+    assert t.source_format == "swe-smith" and t.metadata["variant"] == "ticks"
+    assert len(t.steps) == len(expected.steps)
+    assert t.steps[-1].action == ToolCall(name="submit")
+    assert t.steps[0].action == expected.steps[0].action  # a bash command line
+    assert [s.observation for s in t.steps] == [s.observation for s in expected.steps]
+    assert all(
+        parse_action(r["expert_action"]).name in _tool_sections(r["prompt"][0]["content"]) for r in expand(t)
+    )
+
+
+@pytest.mark.parametrize("kind", ["jsonl.gz", "parquet", "dataset_dict"])
+def test_task_rows_read_through_the_same_reader(tmp_path: Path, kind: str) -> None:
+    """`srl task list --tasks` reads SWE-bench-family rows from the same containers (envs.sources)."""
+    from envs.sources import load_tasks
+
+    src = shared_fixture(RF, "swebench-tasks", "sweagent__debug_20240322.json")
+    rows = json.loads(src.read_text())
+    # columns typed as the published files type them (strings stay strings: `Dataset.from_json` would
+    # turn `created_at` into a timestamp)
+    from datasets import Dataset, DatasetDict
+
+    ds = Dataset.from_list(rows)
+    if kind == "jsonl.gz":
+        path = tmp_path / "rows.jsonl.gz"
+        path.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
+    elif kind == "parquet":
+        path = tmp_path / "rows.parquet"
+        ds.to_parquet(str(path))
+    else:
+        path = tmp_path / "dd"
+        DatasetDict({"test": ds}).save_to_disk(str(path))
+    expected = load_tasks(str(src))
+    got = load_tasks(str(path))
+    assert not expected.errors and not got.errors, got.errors
+    assert [t.model_dump() for t in got.tasks] == [t.model_dump() for t in expected.tasks]
+    assert len(got.tasks) == len(rows) == 5
+
+
+def test_row_ranges_across_arrow_files_and_splits(tmp_path: Path) -> None:
+    """Any contiguous range of rows of a multi-file, multi-split `save_to_disk` folder (how a build
+    spreads one container over processes) reads exactly those rows."""
+    from datasets import Dataset, DatasetDict
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()
+    rows = [{"i": i, "text": "x" * i} for i in range(7)]
+    p = tmp_path / "dd"
+    DatasetDict({"a": Dataset.from_list(rows[:5]), "b": Dataset.from_list(rows[5:])}).save_to_disk(
+        str(p), num_shards={"a": 2, "b": 1}
+    )
+    assert count_rows(p) == 7
+    assert [r["i"] for _, r in iter_rows(p)] == list(range(7))
+    for a in range(8):
+        for b in range(a, 8):
+            assert [r["i"] for _, r in iter_rows(p, a, b)] == list(range(7))[a:b], (a, b)

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_FIXTURES, shared_fixture
+from conftest import SHARED_FIXTURES, needs_shared, shared_fixture
 
 from harness.replay import (
     ReplayConfig,
@@ -60,6 +60,7 @@ def test_map_call_rewrites_every_argument() -> None:
     assert map_call(call, "/testbed") is call
 
 
+@needs_shared
 def test_infer_recorded_workdir_from_fixtures() -> None:
     assert infer_recorded_workdir(load_trajectory(PYDICOM_TRAJ)) == "/pydicom__pydicom"
     assert infer_recorded_workdir(load_trajectory(MARSHMALLOW_TRAJ)) == "/testbed"
@@ -67,6 +68,7 @@ def test_infer_recorded_workdir_from_fixtures() -> None:
     assert infer_recorded_workdir(bare) == "/repo"
 
 
+@needs_shared
 def test_load_trajectory_picks_by_instance_only_among_several(tmp_path: Path) -> None:
     one = load_trajectory(MARSHMALLOW_TRAJ, "renamed-task-1")  # a single trajectory is used as is
     assert one.instance_id == "marshmallow-code__marshmallow-1867"
@@ -78,6 +80,7 @@ def test_load_trajectory_picks_by_instance_only_among_several(tmp_path: Path) ->
         load_trajectory(many, "nope-1")
 
 
+@needs_shared
 def test_patch_compare_crlf_and_header_whitespace() -> None:
     recorded = json.loads(MARSHMALLOW_TRAJ.read_text())["info"]["submission"]
     assert "\r\n" in recorded and recorded.startswith("\r\n")
@@ -231,6 +234,7 @@ def _check_shifted_replay(report: ReplayReport, traj: Trajectory) -> None:
     assert report.first_divergent_step is not None and report.first_divergent_step <= 8
 
 
+@needs_shared
 def test_marshmallow_demonstration_replays_locally(marshmallow_checkout: Path, tmp_path: Path) -> None:
     """Without Docker, on the release from the package index: the steps reproduce their recorded
     observations up to the line shift, and the divergence the shift causes is reported where it happens."""

@@ -92,8 +92,10 @@ def test_scan_lists_nothing_for_gold_patches_and_real_agent_submissions() -> Non
     for row in _swebench_rows():
         assert scan_patch(row["patch"], patch_files(row["test_patch"])) == [], row["instance_id"]
         checked += 1
+    test_files = {r["instance_id"]: patch_files(r["test_patch"]) for r in _swebench_rows()}
     for name, submission in _submissions():
-        assert submission.strip() and scan_patch(submission) == [], name
+        iid = name.split(".")[0]
+        assert submission.strip() and scan_patch(submission, test_files.get(iid)) == [], name
         checked += 1
     assert checked >= 20
 
@@ -116,6 +118,7 @@ def test_canaries_only_where_they_leave_the_run_as_it_is() -> None:
         assert canary_tests(cmd, files, "pytest") is None, cmd
     assert canary_tests("./tests/runtests.py x", files, "django") is None
     assert canary_tests("pytest t.py", [], "pytest") is None
+    assert canary_tests("pytest -rA -p no:cacheprovider", files, "pytest") is None  # testpaths decide
     assert canary_tests("pytest test_a.py", ["test_a.py"], "pytest").file.count("/") == 0
 
 
@@ -141,6 +144,12 @@ def test_audit_hook_source_compiles_and_audit_findings_read_its_log() -> None:
     found, _ = audit_findings(clean + "\nPASSED forged line", 1, False)
     assert found and "did not write" in found[0].detail
     assert audit_findings(None, 0, False) == ([], [])  # checks off
+    # the test command's process is the last top-level one: an earlier helper process ending cleanly
+    # does not cover for it, and its own children (ppid = its pid) are not it
+    helper, helper_end = _line(5, "start", "ppid=1 python setup.py"), _line(5, "end", "setup.py")
+    child = _line(9, "start", "ppid=7 python -c pass")
+    found, _ = audit_findings("\n".join((helper, helper_end, start, child, _line(9, "end"))), 0, False)
+    assert [e.where for e in found] == ["pid 7"]
     escaped = _line(7, "runner-patch", "a\\tb\\\\c", "src/x.py:1")
     found, _ = audit_findings("\n".join((start, escaped, end)), 1, False)
     assert found[0].detail.startswith("patches the test runner: a\tb\\c")
@@ -276,26 +285,40 @@ def test_env_error_names_the_first_cause_unless_the_patch_caused_it() -> None:
 # ------------------------------------------------------------------------------------------ docker
 
 
-@pytest.fixture(scope="module")
-def task(docker_client):
-    """A bundled pytest task, chosen at run time (the one with the fewest listed tests), its instance
-    image, and its package directory (that of the gold patch's first non-test module)."""
+def _choose(client, unittest_cases: bool = False):
+    """A bundled pytest task, chosen at run time (the fewest listed tests first), its instance image, and
+    a package directory of its gold patch that its tests import (and whose __init__ the gold leaves);
+    with ``unittest_cases``, one whose tests are unittest test cases (the gold patch is not combined)."""
     from envs.sources import load_tasks
     from envs.spec import is_test_path
     from harness.images import ensure_instance_image
 
     candidates = []
     for spec in load_tasks(None).tasks:
-        sources = [f for f in spec.gold_files if f.endswith(".py") and not is_test_path(f)]
-        init = f"{sources[0].rpartition('/')[0]}/__init__.py" if sources else ""
-        if spec.log_parser == "pytest" and sources and init not in spec.gold_files:
-            candidates.append(
-                (len(spec.FAIL_TO_PASS) + len(spec.PASS_TO_PASS), spec.instance_id, spec, sources[0])
-            )
-    assert candidates, "no bundled pytest task"
-    _, _, spec, source = min(candidates, key=lambda c: c[:2])
-    image = ensure_instance_image(spec, client=docker_client)
-    return spec, image, source.rpartition("/")[0]
+        dirs = [f.rpartition("/")[0] for f in spec.gold_files if f.endswith(".py") and not is_test_path(f)]
+        # (the gold patch is combined with an edit of __init__ where the attack needs the fix too)
+        dirs = [
+            d
+            for d in dict.fromkeys(dirs)
+            if d and (unittest_cases or f"{d}/__init__.py" not in spec.gold_files)
+        ]
+        if spec.log_parser == "pytest" and dirs and spec.tests_to_run():
+            candidates.append((len(spec.FAIL_TO_PASS) + len(spec.PASS_TO_PASS), spec.instance_id, spec, dirs))
+    for _, _, spec, dirs in sorted(candidates, key=lambda c: c[:2]):
+        image = ensure_instance_image(spec, client=client)
+        tests = _read(client, image, spec.tests_to_run()[0]) or ""
+        if unittest_cases and "unittest.TestCase" not in tests:
+            continue
+        for d in dirs:
+            name = d.rpartition("/")[2]
+            if re.search(rf"^\s*(from|import)\s+{re.escape(name)}\b", tests, re.M):
+                return spec, image, d
+    raise AssertionError("no bundled pytest task whose tests import a package its gold patch changes")
+
+
+@pytest.fixture(scope="module")
+def task(docker_client):
+    return _choose(docker_client)
 
 
 def _read(client, image: str, path: str) -> str | None:
@@ -457,3 +480,91 @@ def test_tamper_is_counted_in_the_summary(task, docker_client, tmp_path) -> None
     (summary,) = result.summaries.values()
     assert summary["tamper_instances"] == 1 and summary["tamper_ids"] == [spec.instance_id]
     assert summary["resolved_instances"] == 0
+
+
+# ------------------------------------------------------------------------------------------ RLVR
+
+
+def test_rlvr_reward_of_a_tamper_episode_is_the_format_error_reward_and_its_rate_is_logged(capsys) -> None:
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from harness.scoring import FORMAT_ERROR_REWARD, outcome_reward
+    from srl_agent.rewards import make_outcome_reward
+    from srl_agent.train.rlvr import EpisodeResult, make_rollout_func
+
+    assert outcome_reward(True, False, tamper=True) == FORMAT_ERROR_REWARD == -1.0
+    evidence = "class 3 (audit) src/p/_s.py:4: exits the test process early: os._exit(0)"
+
+    def episode(tamper: bool) -> EpisodeResult:
+        return EpisodeResult(prompt_ids=[1], completion_ids=[2], env_mask=[1], resolved=True,
+                             tamper=[evidence] if tamper else [], trajectory_path="ep.srl.jsonl")  # fmt: skip
+
+    batches = iter([[episode(False), episode(False)], [episode(True), episode(False)], [episode(True)] * 2])
+    rollout = make_rollout_func(lambda tasks, trainer: next(batches))
+    trainer = SimpleNamespace(
+        current_inputs=[{}, {}], _metrics={"train": defaultdict(list), "eval": defaultdict(list)}
+    )
+    rewards = []
+    for _ in range(3):
+        out = rollout(["p", "p"], trainer)
+        rewards.append(make_outcome_reward()(["c", "c"], episode=out["episode"]))
+    assert rewards == [[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0]]
+    assert trainer._metrics["train"]["rewards/tamper_rate"] == [0.0, 0.5, 1.0]
+    printed = capsys.readouterr().err  # the training console (stderr)
+    assert printed.count("tamper rate rose") == 2 and evidence[:40] in printed
+
+
+def test_summary_counts_tamper_and_env_error_apart() -> None:
+    from harness.evaluate import summarize
+    from harness.grading import InstanceReport
+
+    reports = [
+        InstanceReport(instance_id="a", model_name_or_path="m", status="tamper"),
+        InstanceReport(
+            instance_id="b", model_name_or_path="m", status="env_error", env_error="ModuleNotFoundError: x"
+        ),
+        InstanceReport(instance_id="c", model_name_or_path="m", status="unresolved"),
+    ]
+    summary = summarize(reports, "m", "r")
+    assert (summary["tamper_instances"], summary["env_error_instances"], summary["unresolved_instances"]) == (
+        1,
+        1,
+        1,
+    )
+    assert (
+        summary["tamper_ids"] == ["a"]
+        and summary["env_error_ids"] == ["b"]
+        and summary["resolved_rate"] == 0.0
+    )
+
+
+@pytest.mark.docker
+def test_other_runners_unittest_runner_patching_is_tamper(docker_client, tmp_path) -> None:
+    """The same task run by unittest (no JUnit file, no canaries): its gold grades resolved with no
+    evidence; a patch that replaces ``TestCase.run`` so every test reports success is named by the hook."""
+    from harness.evaluate import run_instance
+    from harness.log_parsers import get_parser
+
+    spec, image, pkg = _choose(docker_client, unittest_cases=True)
+    module = spec.tests_to_run()[0].removesuffix(".py").replace("/", ".")
+    ut = spec.model_copy(update={"test_cmd": f"python -m unittest -v {module}", "log_parser": "unittest"})
+    gold = run_instance(ut, ut.patch, client=docker_client)
+    seen = sorted(get_parser("unittest")(gold.test_output))
+    assert seen, gold.test_output[-2000:]
+    ut = ut.model_copy(update={"FAIL_TO_PASS": seen[:1], "PASS_TO_PASS": seen[1:]})
+    report = grade(ut, gold)
+    assert report.status == "resolved" and report.tamper == [], report
+    code = (
+        "import importlib\n"
+        "_c = importlib.import_module('unit' + 'test.case')\n"
+        "def _run(self, result=None):\n"
+        "    result.startTest(self); result.addSuccess(self); result.stopTest(self)\n"
+        "setattr(_c.TestCase, 'r' + 'un', _run)\n"
+    )
+    rigged = _imported_from_package(docker_client, image, pkg, "_fast", code)  # no fix: only the rigging
+    report = grade(ut, run_instance(ut, rigged, client=docker_client))
+    assert report.status == "tamper" and not report.resolved, report
+    assert any(
+        e.source == "audit" and "unittest.case.TestCase.run replaced" in e.detail for e in report.tamper
+    )

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_FIXTURES
+from conftest import SHARED_FIXTURES, needs_shared, shared_fixture
 
 from harness.tools import SUPPORTED_TOOLS, ToolRuntime
 from harness.tools import sandbox_tools as st
@@ -208,6 +208,7 @@ REPRO = (
 )
 
 
+@needs_shared
 def test_edit_text_form_reproduces_recorded_observation(tools: Tools, repo: Path) -> None:
     tools("create", filename="reproduce.py")
     out, rc = tools("edit", args=f"1:1\n{REPRO}\nend_of_edit")
@@ -856,7 +857,7 @@ def v0(tools: Tools) -> Tools:
 
 @pytest.fixture
 def pydicom_steps() -> list[dict]:
-    return json.loads(PYDICOM_TRAJ.read_text())["trajectory"]
+    return json.loads(shared_fixture("swe-agent", PYDICOM_TRAJ.name).read_text())["trajectory"]
 
 
 def _reconstruct_numpy_handler(repo: Path, steps: list[dict]) -> None:

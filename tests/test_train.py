@@ -362,3 +362,67 @@ def test_colocated_vllm_follows_the_trained_weights(tiny, steps, tmp_path):
     assert not agrees()  # not synced yet
     trainer.vllm_generation.sync_weights()
     assert agrees()
+
+
+# -- memory: micro-batches -----------------------------------------------------------------------
+
+
+def test_micro_batches_default_to_one_row_per_pass_on_cpu_and_must_divide_the_step():
+    from srl_agent.train.common import TrainError, micro_batches
+
+    assert micro_batches(8, None, "batch_size", "cpu") == (1, 8)
+    assert micro_batches(8, None, "batch_size", "cuda") == (8, 1)  # GPUs: the whole batch, as before
+    assert micro_batches(8, 4, "batch_size") == (4, 2)
+    assert micro_batches(8, 16, "batch_size") == (8, 1)
+    with pytest.raises(TrainError, match="micro_batch_size: 3 does not divide the 8 rows"):
+        micro_batches(8, 3, "batch_size")
+
+
+def _trained_weights(trainer) -> dict[str, torch.Tensor]:
+    from transformers import set_seed
+
+    trainer.args.optim = "sgd"  # Adam's first step is lr * sign(grad): it would magnify rounding noise
+    set_seed(0)  # the same sampled completions for both trainers
+    trainer.train()
+    return {k: v.detach().clone() for k, v in trainer.model.named_parameters()}
+
+
+@pytest.mark.parametrize("kind", ["sft", "grpo"])
+def test_micro_batches_give_the_same_update_as_the_whole_batch(kind, tiny, steps, tmp_path):
+    """Passes of one row accumulate to the gradient of the whole batch: the same weights after one step."""
+
+    def build(micro, out):
+        if kind == "sft":
+            from srl_agent.train.sft import build_trainer
+
+            cfg = SFTTrainConfig(
+                model=tiny, dataset=steps, output_dir=out, max_steps=1, batch_size=4, lr=1.0,
+                micro_batch_size=micro, report_to=[], save_steps=100, device="cpu",
+            )  # fmt: skip
+            return build_trainer(cfg)[0]
+        from srl_agent.train.srl import build_trainer
+
+        def longer_is_better(completions, **_):  # a reward with spread in every group
+            return [float(len(c[-1]["content"])) for c in completions]
+
+        cfg = _srl_config(
+            tiny,
+            steps,
+            out,
+            lr=1e-2,
+            micro_batch_size=micro,
+            device="cpu",
+            dynamic_sampling={"enabled": False},
+        )
+        return build_trainer(cfg, reward_funcs=[longer_is_better])[0]
+
+    whole = build(1000, tmp_path / "whole")  # a micro-batch above the step's 4 rows: one pass
+    passes = build(1, tmp_path / "passes")
+    assert (passes.args.per_device_train_batch_size, passes.args.gradient_accumulation_steps) == (1, 4)
+    assert (whole.args.per_device_train_batch_size, whole.args.gradient_accumulation_steps) == (4, 1)
+    a, b = _trained_weights(whole), _trained_weights(passes)
+    start = build(1, tmp_path / "start").model
+    moved = max((a[k] - p.detach()).abs().max().item() for k, p in start.named_parameters())
+    assert moved > 1e-4  # the step did change the weights ...
+    for k in a:  # ... and the same way in passes as in one batch
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)

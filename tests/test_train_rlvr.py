@@ -1,6 +1,6 @@
 """`srl train rlvr` end to end: one GRPO step whose rollouts are real agent episodes in sandboxes.
 
-A tiny random model on tkem__cachetools-387: its answers are malformed, so every episode scores -1 and
+A tiny random model on a bundled cachetools task: its answers are malformed, so every episode scores -1 and
 nothing is learned; what is tested is the whole path (tasks -> sandboxed episodes -> tokens + env mask
 -> outcome reward -> GRPO step -> saved model), and that a run where no group has spread stops with
 the cause and the remedy.
@@ -17,7 +17,7 @@ from trajectories.importers import load_trajectories
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-TASK = "tkem__cachetools-387"
+TASK = "cachetools-5.2.0"
 
 
 def _one_step(tiny: str, tmp_path, **overrides) -> RLVRTrainConfig:

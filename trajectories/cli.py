@@ -190,7 +190,13 @@ def show(
     if step is None:
         head = Text.assemble(
             (t.instance_id, "bold"),
-            f"  format={t.source_format}  toolset={t.metadata.get('toolset')}  steps={len(t.steps)}  "
+            f"  format={t.source_format}  "
+            + (
+                f"tools={','.join(x.name for x in t.tools)} (recorded)  "
+                if t.tools
+                else f"toolset={t.metadata.get('toolset')}  "
+            )
+            + f"steps={len(t.steps)}  "
             f"exit={t.exit_status}  resolved={t.resolved}\n",
             (cut(t.problem_statement), "dim"),
         )

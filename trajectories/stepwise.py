@@ -15,9 +15,15 @@ Instance k asks for the expert's action k given the problem and steps 0..k-1 (pr
 ``n_steps``         number of steps in the trajectory
 ==================  ==========================================================================
 
+The system prompt describes the expert's own tools (`Trajectory.tools`, as its source recorded them,
+plus any tool or parameter its actions use that they leave out: `tools_of`); srl-swe's named toolsets
+stand in only where the source recorded none.
+
 The train / validation split is by trajectory, never by step: the validation trajectories are the
 ``round(val_fraction * n)`` ones with the smallest ``sha256(seed:trajectory_id)``, so the split is
-deterministic for a seed and does not depend on file order.
+deterministic for a seed and does not depend on file order. `build_dataset` saves its counts beside
+the data set (``build_report.json``: rows, trajectories, instances, tool sets recorded vs default,
+formats, skipped steps, failed rows).
 """
 
 from __future__ import annotations

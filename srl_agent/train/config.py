@@ -46,7 +46,7 @@ class _TrainCommon(_Strict):
         ge=1,
         description="rows (GRPO: completions) per forward/backward pass; gradients accumulate to the full "
         "batch, so the update is the same. Bounds the activations' memory. null: 1 on CPU (a 576-token row "
-        "of the default model holds ~1.7 GB of activations), the whole batch on a GPU",
+        "of the default model holds ~3 GB of activations), the whole batch on a GPU",
     )
     epochs: float = Field(1.0, gt=0)
     max_steps: int = Field(-1, description="> 0 overrides epochs")

@@ -189,6 +189,10 @@ def _row_result(row: Row | JsonlLineError, fmt: str | None, path: Path) -> RowRe
     except TrajectoryImportError as exc:
         result.format = fmt or detect_format(row.data)
         result.error = exc
+    except (ValidationError, ValueError) as exc:  # a value no schema allows (e.g. a tool name): this row only
+        result.format = fmt or detect_format(row.data)
+        first = str(exc).strip().splitlines()
+        result.error = ctx.error("", f"invalid value: {' '.join(first[:3])[:300]}")
     return result
 
 

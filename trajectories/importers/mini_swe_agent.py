@@ -1,7 +1,10 @@
-"""mini-swe-agent ``*.traj.json`` files (``trajectory_format: "mini-swe-agent-1"``).
+"""mini-swe-agent run files ``*.traj.json`` (``trajectory_format: "mini-swe-agent-1*"``) and the bare
+message lists its newer versions save.
 
-Each assistant message holds a THOUGHT and exactly one fenced ```` ```bash ```` block; the next user
-message is the command's output. Decisions:
+Each assistant message holds a THOUGHT and exactly one fenced ```` ```bash ```` (newer:
+```` ```mswea_bash_command ````) block; the next user message is the command's output. In tool-call
+mode an assistant message carries one ``tool_calls`` entry instead and its output is the next ``tool``
+message. Decisions:
 
 - An assistant message with zero or several bash blocks was rejected by mini-swe-agent (the next user
   message is a format error): it is a **skipped step** (reason ``format_error``), never an action.
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from trajectories.importers.base import Ctx, Imported, SkippedStep, content_text, extract_issue, trajectory_id
+from trajectories.importers.swe_agent import tool_call_to_action
 from trajectories.schema import Step, ToolCall, Trajectory
 
 FORMAT = "mini-swe-agent"
@@ -68,8 +72,6 @@ def read_report(path: Path) -> bool | None:
 
 
 def load(data: Any, ctx: Ctx, stem: str, raw: bytes, report: Path | None = None) -> list[Imported]:
-    from trajectories.importers.swe_agent import tool_call_to_action
-
     root = ctx.root(data)
     if isinstance(data, list):  # a bare message list (mini-swe-agent v2 saves these too)
         messages, info, instance_id = root.items(), None, stem

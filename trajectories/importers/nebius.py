@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from trajectories.importers.base import Ctx, Imported, SkippedStep, extract_issue, trajectory_id
+from trajectories.importers.swe_agent import legacy_call, plain_command
 from trajectories.recorded_tools import from_command_docs
 from trajectories.schema import Step, Trajectory
 from trajectories.tools import BASH
@@ -31,8 +32,6 @@ def looks_like(data: Any) -> bool:
 
 
 def load(data: Any, ctx: Ctx, stem: str, raw: bytes | str) -> list[Imported]:
-    from trajectories.importers.swe_agent import legacy_call, plain_command
-
     root = ctx.root(data).expect(dict)
     turns = root.req("trajectory", list).items()
     system = ""

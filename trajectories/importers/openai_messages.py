@@ -9,6 +9,7 @@ one that holds every tool used (``custom`` otherwise).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from trajectories.importers.base import (
@@ -74,7 +75,11 @@ def load_messages(
         for k, call in enumerate(calls.items()):
             call.expect(dict)
             pending.append((len(steps), call.text("id")))
-            steps.append(Step(thought=thought if k == 0 else "", action=tool_call_to_action(call)))
+            fn = call.value.get("function")
+            raw = json.dumps(fn, ensure_ascii=False) if isinstance(fn, dict) else None  # the call as recorded
+            steps.append(
+                Step(thought=thought if k == 0 else "", action=tool_call_to_action(call), raw_action=raw)
+            )
     if not steps:
         raise messages.fail("empty trajectory: no assistant message with a tool call")
     resolved = record.opt("resolved", bool) if record is not None else None

@@ -22,9 +22,10 @@ from typing import Any
 
 from trajectories.actions import ActionParseError, find_actions, parse_action, render_action
 from trajectories.importers.base import Ctx, Imported, SkippedStep, content_text, extract_issue, trajectory_id
+from trajectories.importers.swe_agent import legacy_call
 from trajectories.recorded_tools import from_command_docs, from_function_list
 from trajectories.schema import Step, Trajectory
-from trajectories.tools import BASH
+from trajectories.tools import BASH, infer_toolset
 
 SWE_SMITH = "swe-smith"
 OPENHANDS_TEXT = "openhands-text"
@@ -40,19 +41,17 @@ def _messages(data: Any) -> list | None:
     return data if isinstance(data, list) else None
 
 
+def _text(content: Any) -> str:
+    """Message content as text: a string, or a list of ``{"type": "text", "text": ...}`` parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text") or "" for p in content if isinstance(p, dict))
+    return ""
+
+
 def _texts(messages: list, role: str) -> list[str]:
-    out = []
-    for m in messages:
-        if isinstance(m, dict) and m.get("role") == role:
-            c = m.get("content")
-            out.append(
-                c
-                if isinstance(c, str)
-                else "".join(p.get("text", "") for p in c if isinstance(p, dict))
-                if isinstance(c, list)
-                else ""
-            )
-    return out
+    return [_text(m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") == role]
 
 
 def classify(data: Any) -> str | None:
@@ -90,8 +89,6 @@ def _recorded_tools(system: str, ticks: bool):
 
 
 def load(data: Any, ctx: Ctx, stem: str, raw: bytes | str, fmt: str) -> list[Imported]:
-    from trajectories.importers.swe_agent import legacy_call
-
     root = ctx.root(data)
     messages = root.req("messages", list) if isinstance(data, dict) else root.expect(list)
     items = messages.items()
@@ -170,7 +167,7 @@ def load(data: Any, ctx: Ctx, stem: str, raw: bytes | str, fmt: str) -> list[Imp
     if ticks:
         metadata["variant"] = "ticks"
     if tools is None:
-        metadata["toolset"] = "swe_agent_legacy" if ticks else None
+        metadata["toolset"] = "swe_agent_legacy" if ticks else infer_toolset({s.action.name for s in steps})
     instance_id = stem
     tid = None
     final_patch = resolved = None
