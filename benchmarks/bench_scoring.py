@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,7 +27,11 @@ from trajectories.importers import load_trajectories  # noqa: E402
 
 
 def pairs(k: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    trajs = load_trajectories([ROOT / "tests" / "fixtures" / "trajectories"])
+    # real recorded actions: the public SWE-agent / mini-swe-agent runs in ../shared/fixtures (never copied in)
+    shared = Path(os.environ.get("SRL_SWE_SHARED_FIXTURES") or ROOT.parent / "shared" / "fixtures")
+    if not shared.is_dir():
+        sys.exit(f"{shared} not found: the recorded runs come from ../shared/fixtures beside the clone")
+    trajs = load_trajectories([shared / "swe-agent", shared / "mini-swe-agent"])
     calls = [c for t in trajs for c in t.actions]
     texts = [render_action(c) for c in calls]
     n = len(texts)

@@ -10,7 +10,7 @@ Recorded runs used other repository paths (``/testbed`` in SWE-agent 1.x, ``/<ow
 old SWE-agent layout); the recorded working directory is mapped to ``/testbed`` in the actions and in
 the recorded observations before comparing.
 
-    report = replay_task(load_trajectory(path), load_task("marshmallow-code__marshmallow-1867"))
+    report = replay_task(load_trajectory(path), load_task("marshmallow-3.14.0"))
     print(report.resolved, report.first_divergent_step)
 """
 

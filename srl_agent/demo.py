@@ -419,9 +419,11 @@ def _expert_run(cfg: DemoConfig, spec: Any, client: Any) -> Any:
     from trajectories.importers import load_trajectories
 
     made = sorted(_expert_dir(cfg).glob(f"{spec.instance_id}.expert-tools-s*.srl.jsonl"))
-    path = made[0] if made else run_path(_expert_dir(cfg), spec.instance_id, "tools", cfg.expert_seed)
+    # one made only for this stage goes apart, so the training data's folder holds the training runs only
+    extra = cfg.out / "agents_expert_run"
+    path = made[0] if made else run_path(extra, spec.instance_id, "tools", cfg.expert_seed)
     if not path.exists():
-        summary = generate_runs([(spec, "tools", cfg.expert_seed)], _expert_dir(cfg), client=client)
+        summary = generate_runs([(spec, "tools", cfg.expert_seed)], extra, client=client)
         if summary.failed:
             raise DemoError(f"the scripted expert failed on {spec.instance_id}: {summary.failed[0][1]}")
     (traj,) = load_trajectories([path])

@@ -11,11 +11,8 @@ from harness.scoring import outcome_reward
 from srl_agent.rlvr_runner import play_chat_episode
 from srl_agent.testing import build_tiny_model
 from trajectories.actions import format_answer
-from trajectories.importers import load_trajectories
 
 pytestmark = pytest.mark.docker
-
-DATA = Path(__file__).resolve().parents[1] / "srl_agent" / "data"
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +24,16 @@ def tokenizer(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def spec():
-    return load_tasks(None).get("tkem__cachetools-387")
+    """The bundled task with the shortest gold patch."""
+    return min((t for t in load_tasks(None).tasks if t.patch.strip()), key=lambda t: len(t.patch))
+
+
+@pytest.fixture(scope="module")
+def expert_traj(spec, docker_client):
+    """A scripted-expert run (harness.expert) of `spec` with the editor tool, as the data the policy replays."""
+    from harness.expert import generate_run
+
+    return generate_run(spec, "tools", 0, client=docker_client, grade=False, replay=False).trajectory
 
 
 def _scripted(tokenizer, answers, logprob=None):
@@ -44,11 +50,22 @@ def _scripted(tokenizer, answers, logprob=None):
     return gen, seen
 
 
-def test_expert_episode_is_resolved_and_masks_only_policy_tokens(tokenizer, spec, docker_client, tmp_path):
-    (traj,) = load_trajectories([DATA / "tkem__cachetools-387.srl.jsonl"])
+def test_expert_episode_is_resolved_and_masks_only_policy_tokens(
+    tokenizer, spec, expert_traj, docker_client, tmp_path
+):
+    traj = expert_traj
     answers = [format_answer(s.thought, s.action) for s in traj.steps]
     gen, seen = _scripted(tokenizer, answers, logprob=-0.25)
-    ep = play_chat_episode(spec, gen, tokenizer, toolset="editor", client=docker_client, out_dir=tmp_path)
+    # the tiny tokenizer spends many tokens per observation: a budget that fits the whole expert run
+    ep = play_chat_episode(
+        spec,
+        gen,
+        tokenizer,
+        toolset="editor",
+        client=docker_client,
+        out_dir=tmp_path,
+        max_completion_tokens=200_000,
+    )
     assert ep.resolved is True and not ep.format_error
     # sampling logprobs line up with the tokens: the policy's where it wrote, none for observations
     assert ep.logprobs == [-0.25 if m else None for m in ep.env_mask]
