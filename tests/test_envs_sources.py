@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import SHARED_FIXTURES
+from conftest import SHARED_FIXTURES, needs_shared
 
 from envs.sources import TaskSourceError, bundled_packs, load_tasks, write_task
 from envs.spec import TaskSpec
@@ -48,6 +48,7 @@ def test_bundled_examples_pack_is_the_default():
     assert not [p for p in bundled_tasks_root().rglob("*") if p.suffix in (".bundle", ".traj")]
 
 
+@needs_shared
 def test_swebench_json_lists_and_extra_fields():
     res = load_tasks(str(LITE))
     assert not res.errors and len(res.tasks) == 5
@@ -57,12 +58,14 @@ def test_swebench_json_lists_and_extra_fields():
     assert t.FAIL_TO_PASS == _records()[0]["FAIL_TO_PASS"]
 
 
+@needs_shared
 def test_swebench_identical_duplicates_are_merged():
     res = load_tasks(str(DEV))
     assert not res.errors
     assert len(res.tasks) == 4  # pylint-dev__astroid-1268 appears twice, identically
 
 
+@needs_shared
 def test_swebench_jsonl_with_json_encoded_test_lists(tmp_path):
     recs = _records()[:2]
     lines = []
@@ -77,6 +80,7 @@ def test_swebench_jsonl_with_json_encoded_test_lists(tmp_path):
     assert len(res.errors) == 1 and f"{f}:3" in str(res.errors[0]) and "invalid JSON" in str(res.errors[0])
 
 
+@needs_shared
 def test_repos_dir_resolves_checkouts_and_bundles(tmp_path):
     (tmp_path / "django__django").mkdir()
     (tmp_path / "sympy__sympy.bundle").write_bytes(b"")
@@ -92,6 +96,7 @@ def test_repos_dir_resolves_checkouts_and_bundles(tmp_path):
     assert all(e.field == "repo" and "neither" in e.message for e in res.errors)
 
 
+@needs_shared
 def test_hf_dataset_saved_on_disk(tmp_path):
     datasets = pytest.importorskip("datasets")
     recs = _records()

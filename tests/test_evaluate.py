@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_FIXTURES
+from conftest import SHARED_FIXTURES, needs_shared
 from typer.testing import CliRunner
 
 from harness import evaluate as ev
@@ -452,6 +452,7 @@ def test_cli_unknown_instance_id_filter(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "no task named 'nope__x-1'" in result.output
 
 
+@needs_shared
 def test_prediction_for_a_broken_task_is_a_warning(tmp_path: Path) -> None:
     records = json.loads((FIXTURES / "repos" / "tkem__cachetools.tasks.json").read_text())
     broken = {**records[0], "instance_id": "tkem__cachetools-9999", "base_commit": "not-a-sha"}
@@ -523,6 +524,7 @@ def test_gold_patches_resolve_every_bundled_task(docker_client, tmp_path: Path, 
     assert not sandboxes_left(docker_client, f"srl-swe.pid={os.getpid()}")
 
 
+@needs_shared
 @pytest.mark.docker
 def test_empty_and_wrong_patches_do_not_resolve(docker_client, tmp_path: Path) -> None:
     """The wrong patch is SWE-agent's real CRLF submission for marshmallow-1867 (rounds instead of floors)."""
@@ -720,6 +722,7 @@ def test_resume_after_sigkill(docker_client, tmp_path: Path) -> None:
     assert not docker_client.containers.list(all=True, filters={"label": "srl-swe.run_id=killme"})
 
 
+@needs_shared
 @pytest.mark.docker
 @pytest.mark.ray
 def test_ray_backend_matches_process_pool(docker_client, tmp_path: Path) -> None:
