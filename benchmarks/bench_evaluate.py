@@ -8,6 +8,8 @@
    1b. Cost of each check (issue 15): `run_instance` + `grade` in this process on the same instance with
    no runtime check, the audit hook only, the canary tests only, both; median of seven interleaved
    rounds; and the static scan of the gold patch (pure, timed alone).
+   1c. The CPU time of the test command in one container with each runtime check (pytest), and 1d the
+   same for a bundled task run by ``python -m unittest`` (the hook's result record, the canary module).
 2. Parallel speed-up: 6 instances (gold) with `--max-workers 2` vs `--max-workers 1`, median of four runs
    each, in the order 1 2 2 1 1 2 2 1.
    2b. The machine's ceiling for the same work: the two halves as two independent `-w 1` processes at
@@ -118,7 +120,8 @@ def check_costs_cpu(one, image: str, rounds: int = 7) -> dict[str, tuple[float, 
     import base64
     import shlex
 
-    from harness.tamper import audit_hook_source, canary_tests
+    from harness.audit_hook import audit_hook_source
+    from harness.tamper import canary_tests
 
     canary = canary_tests(one.test_command(), one.tests_to_run(), one.log_parser)
     hook = audit_hook_source("/tmp/srl-audit-bench.log", "/tmp/srl-results-bench.xml")
@@ -132,6 +135,78 @@ def check_costs_cpu(one, image: str, rounds: int = 7) -> dict[str, tuple[float, 
         + f"echo {b64(_CPU_SCRIPT)} | base64 -d > /tmp/cpu.py; set +e; "
         f"python -S /tmp/cpu.py $SP {shlex.quote(one.test_command())} /tmp/srl-results-bench.xml "
         f"{canary.file if canary else ''} {rounds}"
+    )
+    out = subprocess.run(
+        ["docker", "run", "--rm", "--label", "srl-swe=1", "--network", "none", "-w", "/testbed", image, "bash", "-c", script],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    costs = {}
+    for line in out.splitlines():
+        *name, cpu, wall = line.split()
+        costs[" ".join(name)] = (float(cpu), float(wall))
+    return costs
+
+
+_CPU_SCRIPT_UT = r"""
+import os, resource, statistics, subprocess, sys, time
+sp, cmd, canary_label = sys.argv[1:4]
+rows = {}
+for _ in range(int(sys.argv[4])):
+    for name, hook, can in (("none", 0, 0), ("audit hook + record", 1, 0), ("canaries", 0, 1), ("both", 1, 1)):
+        if hook:
+            open(sp + "/00srl_bench.pth", "w").write("import _srl_audit_bench\n")
+        elif os.path.exists(sp + "/00srl_bench.pth"):
+            os.remove(sp + "/00srl_bench.pth")
+        r0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+        subprocess.run(cmd + (" " + canary_label if can else ""), shell=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        r1, t1 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+        rows.setdefault(name, []).append((r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime, t1 - t0))
+for name, v in rows.items():
+    print(name, statistics.median(c for c, _ in v), statistics.median(w for _, w in v))
+"""
+
+
+def unittest_task(tasks: list, images: dict[str, str]):
+    """The first bundled task whose first test file holds unittest test cases, as a unittest-run task
+    (``python -m unittest -v <module>``, the unittest parser), or None."""
+    for task in tasks:
+        files = task.tests_to_run()
+        if task.log_parser != "pytest" or not files:
+            continue
+        text = subprocess.run(
+            ["docker", "run", "--rm", "--label", "srl-swe=1", "--network", "none", images[task.instance_id],
+             "cat", f"/testbed/{files[0]}"], capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        if "unittest.TestCase" in text:
+            module = files[0].removesuffix(".py").replace("/", ".")
+            return task.model_copy(
+                update={"test_cmd": f"python -m unittest -v {module}", "log_parser": "unittest"}
+            )
+    return None
+
+
+def check_costs_cpu_unittest(ut, image: str, rounds: int = 7) -> dict[str, tuple[float, float]]:
+    """As `check_costs_cpu`, for a task run by ``python -m unittest``: the audit hook keeping the result
+    record (its result methods wrapped), the canary TestCase module (its label appended), both."""
+    import base64
+    import shlex
+
+    from harness.audit_hook import audit_hook_source
+    from harness.tamper import canary_tests
+
+    canary = canary_tests(ut.test_command(), ut.tests_to_run(), ut.log_parser)
+    assert canary is not None and canary.argument, ut.test_command()
+    hook = audit_hook_source("/tmp/srl-audit-bench.log", None, "unittest", "/tmp/srl-record-bench.tsv")
+    b64 = lambda text: base64.b64encode(text.encode()).decode()  # noqa: E731
+    script = (
+        "set -e; cd /testbed; "
+        f"echo {b64(ut.patch)} | base64 -d | git apply; echo {b64(ut.test_patch)} | base64 -d | git apply; "
+        "SP=$(cd / && python -I -c \"import sysconfig; print(sysconfig.get_paths()['purelib'])\"); "
+        f"echo {b64(hook)} | base64 -d > $SP/_srl_audit_bench.py; "
+        f"echo {b64(canary.source())} | base64 -d > {canary.file}; "
+        f"echo {b64(_CPU_SCRIPT_UT)} | base64 -d > /tmp/cpu.py; set +e; "
+        f"python -S /tmp/cpu.py $SP {shlex.quote(ut.test_command())} {shlex.quote(canary.argument)} {rounds}"
     )
     out = subprocess.run(
         ["docker", "run", "--rm", "--label", "srl-swe=1", "--network", "none", "-w", "/testbed", image, "bash", "-c", script],
@@ -175,6 +250,20 @@ def main() -> None:
         "(1c) CPU of the test command: " + ", ".join(f"{n} {c:.3f} s" for n, (c, _) in cpu.items()),
         flush=True,
     )
+    ut = unittest_task(tasks, images)
+    if ut is not None:
+        ut_cpu = check_costs_cpu_unittest(ut, images[ut.instance_id])
+        ut_base = ut_cpu["none"][0]
+        cpu_lines += "".join(
+            f"| check cost (1d), `python -m unittest` ({ut.instance_id}), {name} (median of 7) | "
+            f"{c:.3f} s CPU ({1000 * (c - ut_base):+.0f} ms, {100 * (c - ut_base) / ut_base:+.1f} %), wall {w:.2f} s | |\n"
+            for name, (c, w) in ut_cpu.items()
+        )
+        print(
+            f"(1d) CPU of python -m unittest on {ut.instance_id}: "
+            + ", ".join(f"{n} {c:.3f} s" for n, (c, _) in ut_cpu.items()),
+            flush=True,
+        )
     if args.checks_only:
         block = (
             f"\n## Grader integrity checks: CPU cost per check ({time.strftime('%Y-%m-%d')})\n\n"

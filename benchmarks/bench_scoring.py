@@ -21,9 +21,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 from _common import machine  # noqa: E402
 
-from harness.scoring import similarity, step_reward  # noqa: E402
 from trajectories.actions import format_answer, render_action  # noqa: E402
 from trajectories.importers import load_trajectories  # noqa: E402
+from trajectories.scoring import similarity, step_reward  # noqa: E402
 
 
 def pairs(k: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:

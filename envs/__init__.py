@@ -1,1 +1,5 @@
 """What a task is and where tasks come from."""
+
+from trajectories.errors import SrlSweError
+
+__all__ = ["SrlSweError"]

@@ -25,6 +25,7 @@ from typing import Any
 
 from envs.pypi import FORMAT, diff, package_repo_path, pypi_cache_dir, sdist_repo
 from envs.repos import RepoError
+from trajectories.errors import SrlSweError
 
 KINDS = ("release", "synth")
 _HEX = re.compile(r"[0-9a-fA-F]{7,40}")
@@ -36,7 +37,7 @@ _REQUIRED = {
 MATERIALIZE_VERSION = 1
 
 
-class RecipeError(ValueError):
+class RecipeError(SrlSweError, ValueError):
     """A recipe is malformed or cannot be materialized; the message says which part and why, `field`
     which task field is at fault (``recipe`` unless the file contradicts it elsewhere)."""
 

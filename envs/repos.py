@@ -17,8 +17,10 @@ from pathlib import Path
 
 import git
 
+from trajectories.errors import SrlSweError
 
-class RepoError(RuntimeError):
+
+class RepoError(SrlSweError, RuntimeError):
     """A repo or commit cannot be found or read; the message names which and where."""
 
 

@@ -34,6 +34,8 @@ from pydantic import ValidationError
 from envs import swebench_specs
 from envs.recipes import RecipeError, apply_recipe
 from envs.spec import TaskSpec
+from envs.swebench_eval import EvalScriptError
+from trajectories.errors import SrlSweError
 
 ENTRY_POINT_GROUP = "srl_swe.tasks"
 #: libyaml's loader when available (~10x faster on packs with large patches), same safe semantics.
@@ -93,7 +95,7 @@ class LoadResult:
         raise KeyError(f"no task {instance_id!r} in this source (known: {known or 'none'})")
 
 
-class TaskSourceError(ValueError):
+class TaskSourceError(SrlSweError, ValueError):
     """The source itself cannot be read (not found, unknown format)."""
 
 
@@ -197,7 +199,11 @@ def _records_to_specs(
             )
             continue
         iid = record.get("instance_id") if isinstance(record.get("instance_id"), str) else None
-        data = swebench_record_to_dict(record, unknown) if swebench else record
+        try:
+            data = swebench_record_to_dict(record, unknown) if swebench else record
+        except EvalScriptError as exc:
+            result.errors.append(TaskLoadError(location, str(exc), field="eval_script", instance_id=iid))
+            continue
         if data.get("recipe") is not None:
             try:
                 data = apply_recipe(data)

@@ -1,1 +1,5 @@
-"""Everything that runs: Docker bootstrap, images, sandboxes, in-sandbox tools, replay, scoring, grading."""
+"""Everything that runs: Docker bootstrap, images, sandboxes, in-sandbox tools, replay, grading."""
+
+from trajectories.errors import SrlSweError
+
+__all__ = ["SrlSweError"]

@@ -26,6 +26,7 @@ import docker
 from docker.errors import ImageNotFound
 
 from harness.docker_env import cache_dir, get_client, labels
+from trajectories.errors import SrlSweError
 
 BASE_PACKAGES = ("python3", "python3-venv", "python3-pip", "git", "patch", "ca-certificates", "procps")
 RECIPE_VERSION = 2
@@ -40,7 +41,7 @@ DEFAULT_DISTRO = "bookworm"
 BASE_IMAGE_ENV = "SRL_SWE_BASE_IMAGE"
 
 
-class BaseImageError(RuntimeError):
+class BaseImageError(SrlSweError, RuntimeError):
     """The base image cannot be built here; the message says why and what to do."""
 
 

@@ -62,18 +62,12 @@ def evaluate(
     """Grade patches against their tasks' tests in sandboxes (SWE-bench format)."""
     from rich.console import Console
 
-    from harness.evaluate import EvaluationInputError
-    from harness.predictions import PredictionsError
-
     console = Console(stderr=True)
-    if not _set_image_options(image_source, base_image, console):
-        raise typer.Exit(2)
-    ids = [i.strip() for raw in (instance_ids or []) for i in raw.split(",") if i.strip()]
     flags = {
         "predictions": predictions,
         "tasks": tasks,
         "repos": repos,
-        "instance_ids": ids or None,
+        "instance_ids": _split_ids(instance_ids) or None,
         "max_workers": max_workers,
         "run_id": run_id,
         "timeout": timeout,
@@ -82,13 +76,47 @@ def evaluate(
         "rebuild": rebuild or None,
     }
     try:
+        _set_image_options(image_source, base_image)
         config = load_config(config_file, {k: v for k, v in flags.items() if v is not None})
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    result = _run_to_exit(config, console)
+    _print_table(result, console)
+    # The interpreter's last garbage collections at exit walk every object the imported modules made
+    # (pydantic, docker, rich, ...): 0.1-0.2 s, as long as a small task's tests. Nothing of it needs
+    # collecting (the process ends), so it is moved out of the collector's reach.
+    gc.freeze()
+
+
+def _split_ids(raw: list[str] | None) -> list[str]:
+    """``-i a -i b,c`` -> ``[a, b, c]``."""
+    return [i.strip() for item in (raw or []) for i in item.split(",") if i.strip()]
+
+
+def _set_image_options(image_source: str | None, base_image: str | None) -> None:
+    """`--image-source` / `--base-image` for this process and its workers (read by harness.images);
+    raises ValueError for an unknown image source."""
+    from harness.base_image import BASE_IMAGE_ENV
+    from harness.images import IMAGE_SOURCE_ENV, IMAGE_SOURCES
+
+    if image_source is not None:
+        if image_source not in IMAGE_SOURCES:
+            raise ValueError(f"--image-source: expected one of {', '.join(IMAGE_SOURCES)}")
+        os.environ[IMAGE_SOURCE_ENV] = image_source
+    if base_image:
+        os.environ[BASE_IMAGE_ENV] = base_image
+
+
+def _run_to_exit(config: EvaluateConfig, console: Console) -> RunResult:
+    """`_run`, with bad input (exit 2) and an interrupt or SIGTERM (exit 130: the finished instances
+    stay, the same run id resumes) turned into the command's exit statuses."""
+    from harness.evaluate import EvaluationInputError
+    from harness.predictions import PredictionsError
+
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        result = _run(config, console)
+        return _run(config, console)
     except (PredictionsError, EvaluationInputError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -100,26 +128,6 @@ def evaluate(
         raise typer.Exit(130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
-    _print_table(result, console)
-    # The interpreter's last garbage collections at exit walk every object the imported modules made
-    # (pydantic, docker, rich, ...): 0.1-0.2 s, as long as a small task's tests. Nothing of it needs
-    # collecting (the process ends), so it is moved out of the collector's reach.
-    gc.freeze()
-
-
-def _set_image_options(image_source: str | None, base_image: str | None, console) -> bool:
-    """`--image-source` / `--base-image` for this process and its workers (read by harness.images)."""
-    from harness.base_image import BASE_IMAGE_ENV
-    from harness.images import IMAGE_SOURCE_ENV, IMAGE_SOURCES
-
-    if image_source is not None:
-        if image_source not in IMAGE_SOURCES:
-            console.print(f"[red]error:[/red] --image-source: expected one of {', '.join(IMAGE_SOURCES)}")
-            return False
-        os.environ[IMAGE_SOURCE_ENV] = image_source
-    if base_image:
-        os.environ[BASE_IMAGE_ENV] = base_image
-    return True
 
 
 def load_config(path: Path | None, overrides: dict) -> EvaluateConfig:

@@ -7,6 +7,7 @@ import harness. Heavy modules are imported when the command runs.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 import yaml
@@ -39,34 +40,11 @@ def generate(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from envs.sources import TaskSourceError, load_tasks
     from harness.docker_env import DockerUnavailable
     from harness.expert import ExpertError, generate_runs, plan_jobs
 
     console = Console(stderr=True)
-    try:
-        loaded = load_tasks(tasks)
-    except TaskSourceError as exc:
-        console.print(f"[red]error:[/] --tasks: {exc}", highlight=False)
-        raise typer.Exit(2) from None
-    for err in loaded.errors:
-        console.print(f"[yellow]skipped task:[/] {err}", highlight=False)
-    specs = loaded.tasks
-    if instance:
-        known = loaded.by_id()
-        missing = [i for i in instance if i not in known]
-        if missing:
-            console.print(
-                f"[red]error:[/] --instance: no task {', '.join(missing)} in {tasks or 'examples'} "
-                f"(known: {', '.join(sorted(known)[:10])})",
-                highlight=False,
-            )
-            raise typer.Exit(2)
-        specs = [known[i] for i in instance]
-    specs = [s for s in specs if s.patch.strip()]
-    if not specs:
-        console.print(f"[red]error:[/] --tasks: no task with a gold patch in {tasks or 'examples'}")
-        raise typer.Exit(2)
+    specs = _tasks_with_gold(tasks, instance, console)
     try:
         jobs = plan_jobs(specs, style, seed, runs_per_task)
     except ExpertError as exc:
@@ -105,3 +83,34 @@ def generate(
     )
     if summary.failed and not summary.files:
         raise typer.Exit(1)
+
+
+def _tasks_with_gold(tasks: str | None, instance: list[str] | None, console: Any) -> list:
+    """The tasks of the source (only `instance` when given) that have a gold patch; exit 2 with the
+    reason when there are none or an id is unknown."""
+    from envs.sources import TaskSourceError, load_tasks
+
+    try:
+        loaded = load_tasks(tasks)
+    except TaskSourceError as exc:
+        console.print(f"[red]error:[/] --tasks: {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    for err in loaded.errors:
+        console.print(f"[yellow]skipped task:[/] {err}", highlight=False)
+    specs = loaded.tasks
+    if instance:
+        known = loaded.by_id()
+        missing = [i for i in instance if i not in known]
+        if missing:
+            console.print(
+                f"[red]error:[/] --instance: no task {', '.join(missing)} in {tasks or 'examples'} "
+                f"(known: {', '.join(sorted(known)[:10])})",
+                highlight=False,
+            )
+            raise typer.Exit(2)
+        specs = [known[i] for i in instance]
+    specs = [s for s in specs if s.patch.strip()]
+    if not specs:
+        console.print(f"[red]error:[/] --tasks: no task with a gold patch in {tasks or 'examples'}")
+        raise typer.Exit(2)
+    return specs

@@ -7,6 +7,7 @@ problem) and skipped; the exit code is then 1.
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -218,41 +219,40 @@ def validate(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from harness.docker_env import DockerUnavailable, get_client
-    from harness.validate import validate_tasks, write_report
+    from harness.docker_env import DockerUnavailable
+    from harness.validate import default_report_path, validate_tasks
 
     result = load_for_cli(tasks, repos)
     specs = _select(result, instance_ids or [])
     console = Console()
+    report = report or default_report_path()
     try:
-        client = get_client()
+        with Progress(
+            TextColumn("validate"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            console=console,
+        ) as progress:
+            bar = progress.add_task("", total=len(specs))
+
+            def done(r) -> None:
+                verdict = "valid" if r.valid else "INVALID"
+                progress.update(bar, advance=1, description=f"{r.instance_id}: {verdict}")
+
+            results = validate_tasks(
+                specs,
+                runs=runs,
+                max_workers=max_workers,
+                rebuild=rebuild,
+                log_root=log_root,
+                on_done=done,
+                report=report,
+            )
     except DockerUnavailable as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    with Progress(
-        TextColumn("validate"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.description}"),
-        console=console,
-    ) as progress:
-        bar = progress.add_task("", total=len(specs))
-
-        def done(r) -> None:
-            progress.update(
-                bar, advance=1, description=f"{r.instance_id}: {'valid' if r.valid else 'INVALID'}"
-            )
-
-        results = validate_tasks(
-            specs,
-            runs=runs,
-            max_workers=max_workers,
-            client=client,
-            rebuild=rebuild,
-            log_root=log_root,
-            on_done=done,
-        )
     table = Table(title=f"validation ({runs} run{'s' if runs > 1 else ''} per task)")
     table.add_column("instance_id", no_wrap=True)
     table.add_column("result", no_wrap=True)
@@ -273,137 +273,12 @@ def validate(
             "; ".join(p[:160] for p in r.problems) or "-",
         )
     Console(width=max(console.width, 120)).print(table)
-    path = write_report(results, report or Path("runs/validate") / f"{time.strftime('%Y%m%d-%H%M%S')}.json")
-    console.print(f"report: {path}")
+    console.print(f"report: {report}")
     if result.errors or not all(r.valid for r in results):
         raise typer.Exit(1)
 
 
-def _mine_pypi(
-    package: str,
-    versions: str,
-    pre: bool,
-    max_tasks: int,
-    out: Path,
-    pip: list[str] | None,
-    install: list[str] | None,
-    runs: int,
-) -> None:
-    """`srl task mine --pypi`: consecutive releases -> candidates -> sandbox validation -> recipe files."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from envs.mining import (
-        iter_release_candidates,
-        release_candidate_spec,
-        release_statement,
-        select_versions,
-    )
-    from envs.pypi import release_versions
-    from envs.recipes import materialize
-    from envs.repos import RepoError
-    from envs.sources import TaskSourceError, load_tasks, write_task
-    from envs.spec import DEFAULT_INSTALL, DEFAULT_PIP_PACKAGES, EnvSpec
-    from harness.docker_env import DockerUnavailable, get_client
-    from harness.images import remove_image
-    from harness.validate import run_task
-
-    console = Console()
-    env = EnvSpec(pip_packages=list(pip or DEFAULT_PIP_PACKAGES), install=list(install or DEFAULT_INSTALL))
-    try:
-        selected = select_versions(release_versions(package), versions, pre=pre)
-    except (RepoError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
-    if len(selected) < 2:
-        console.print(
-            f"[red]error:[/red] --versions {versions}: {package} has {len(selected)} release(s) with a source "
-            f"distribution in that range ({', '.join(selected) or 'none'}); need two or more"
-        )
-        raise typer.Exit(2)
-    existing: set[str] = set()
-    if out.exists():
-        try:
-            existing = {t.instance_id for t in load_tasks(str(out)).tasks}
-        except TaskSourceError:
-            existing = set()
-    try:
-        client = get_client()
-    except DockerUnavailable as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    console.print(f"{package}: {len(selected)} releases {selected[0]}..{selected[-1]}")
-    kept = tried = 0
-    with Progress(
-        TextColumn("mine"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("release pairs"),
-        TimeElapsedColumn(),
-        TextColumn("{task.description}", markup=False),
-        console=console,
-    ) as progress:
-        bar = progress.add_task("", total=len(selected) - 1)
-        index = {v: i for i, v in enumerate(selected)}
-        try:
-            for cand in iter_release_candidates(package, selected):
-                progress.update(bar, completed=index[cand.from_version], description=cand.to_version)
-                if kept >= max_tasks:
-                    break
-                spec = release_candidate_spec(cand, env)
-                if spec.instance_id in existing:
-                    continue
-                tried += 1
-
-                def say(msg: str, iid: str = spec.instance_id) -> None:
-                    progress.update(bar, description=f"{iid}: {msg}"[:90])
-
-                res = run_task(
-                    spec,
-                    runs=runs,
-                    client=client,
-                    discover=True,
-                    log_dir=Path("runs/build_logs") / spec.instance_id,
-                    log=say,
-                )
-                if res.fail_to_pass and not res.pass_to_pass and not res.problems:
-                    # Every test fails at base: the tests cannot run there (an import error), not a task.
-                    res.problems.append("no test passes at base (the test modules fail as a whole)")
-                if not res.fail_to_pass or res.problems:
-                    progress.console.print(
-                        f"[dim]skip[/dim] {spec.instance_id} ({cand.from_version} -> {cand.to_version}): "
-                        f"{'; '.join(res.problems)[:150]}",
-                        highlight=False,
-                    )
-                    if res.image:
-                        remove_image(res.image)
-                    continue
-                spec.FAIL_TO_PASS = res.fail_to_pass
-                spec.PASS_TO_PASS = res.pass_to_pass
-                if not cand.changelog:  # name the validated tests in the neutral statement
-                    spec.problem_statement = release_statement(
-                        package, cand.from_version, cand.to_version, None, res.fail_to_pass
-                    )
-                derived = materialize(spec.recipe)  # what loading the file will give: the same patches
-                if (derived["patch"], derived["test_patch"]) != (spec.patch, spec.test_patch):
-                    raise RepoError(f"{spec.instance_id}: the recipe does not reproduce the mined patches")
-                path = write_task(spec, out / f"{spec.instance_id}.yaml")
-                kept += 1
-                progress.console.print(
-                    f"[green]task[/green] {spec.instance_id} ({cand.from_version} -> {cand.to_version}): "
-                    f"{len(res.fail_to_pass)} F2P, {len(res.pass_to_pass)} P2P -> {path}",
-                    highlight=False,
-                )
-        except RepoError as exc:
-            progress.stop()
-            console.print(f"[red]error:[/red] {exc}", markup=False, highlight=False)
-            raise typer.Exit(2) from None
-        progress.update(bar, completed=len(selected) - 1, description="done")
-    console.print(f"{kept} task(s) from {tried} candidate(s) written to {out}")
-    if kept == 0:
-        raise typer.Exit(1)
-
-
+# `mine` and `synth` are long mostly through their option declarations (the docstring is the help text).
 @task_app.command("mine")
 def mine(
     repo: str = typer.Argument(
@@ -443,92 +318,52 @@ def mine(
 
     With ``--pypi NAME --versions A..B`` the candidates are consecutive releases on the package index
     instead (source diff + test diff between their source distributions); their task files store the
-    release recipe, not the patches."""
-    import shutil
+    release recipe, not the patches. The work is `harness.mine_runner.mine_history` / `mine_releases`."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    if pypi:
-        if repo:
-            typer.echo("error: give either a REPO or --pypi NAME, not both", err=True)
-            raise typer.Exit(2)
-        _mine_pypi(pypi, versions, pre, max_tasks, out, pip, install, runs)
-        return
-    if not repo:
+    from envs.repos import RepoError
+    from harness.docker_env import DockerUnavailable
+    from harness.mine_runner import MiningError, mine_history, mine_releases
+
+    if pypi and repo:
+        typer.echo("error: give either a REPO or --pypi NAME, not both", err=True)
+        raise typer.Exit(2)
+    if not pypi and not repo:
         typer.echo("error: missing REPO (a checkout, .bundle or URL) or --pypi NAME", err=True)
         raise typer.Exit(2)
-
-    from rich.console import Console
-
-    from envs.mining import candidate_spec, iter_candidates, repo_name_from_location
-    from envs.repos import RepoError
-    from envs.sources import TaskSourceError, load_tasks, write_task
-    from envs.spec import DEFAULT_INSTALL, DEFAULT_PIP_PACKAGES, EnvSpec
-    from harness.docker_env import DockerUnavailable, get_client
-    from harness.validate import run_task
-
     console = Console()
-    repo_name = name or repo_name_from_location(repo)
-    env = EnvSpec(pip_packages=list(pip or DEFAULT_PIP_PACKAGES), install=list(install or DEFAULT_INSTALL))
-    location = repo if ("://" in repo or repo.startswith("git@")) else str(Path(repo).resolve())
-    written_source = location
-    if copy_repo and location.endswith(".bundle"):
-        target = out / "repos" / Path(location).name
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(location, target)
-        written_source = f"repos/{target.name}"
-    existing: set[str] = set()
-    if out.exists():
+    common = dict(max_tasks=max_tasks, pip=pip, install=install, runs=runs)
+    columns = (TextColumn("mine"), BarColumn(), MofNCompleteColumn(), TextColumn("release pairs"))
+    if not pypi:  # a history walk has no known length: a spinner, not a bar
+        columns = (TextColumn("mine"),)
+    with Progress(
+        *columns, TimeElapsedColumn(), TextColumn("{task.description}", markup=False), console=console
+    ) as progress:
+        bar = progress.add_task("", total=None)
+        show = functools.partial(_show_mine_event, progress, bar)
         try:
-            existing = {t.metadata.get("fix_commit", "") for t in load_tasks(str(out)).tasks}
-        except TaskSourceError:
-            existing = set()
-    try:
-        client = get_client()
-        candidates = iter_candidates(location, rev=rev, since=since, max_commits=max_commits)
-    except (DockerUnavailable, RepoError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    kept = tried = 0
-    try:
-        for cand in candidates:
-            if kept >= max_tasks:
-                break
-            if cand.commit in existing:
-                continue
-            tried += 1
-            spec = candidate_spec(cand, repo_name, location, env)
-            title = cand.message.splitlines()[0][:60]
-            with console.status(f"{spec.instance_id}: {title}") as status:
-                res = run_task(
-                    spec,
-                    runs=runs,
-                    client=client,
-                    discover=True,
-                    log_dir=Path("runs/build_logs") / spec.instance_id,
-                    log=lambda m, s=spec: status.update(f"{s.instance_id}: {m}"),
+            if pypi:
+                report = mine_releases(pypi, out, versions=versions, pre=pre, progress=show, **common)
+                progress.update(bar, completed=len(report.versions) - 1, description="done")
+            else:
+                report = mine_history(
+                    repo,
+                    out,
+                    name=name,
+                    rev=rev,
+                    since=since,
+                    max_commits=max_commits,
+                    copy_repo=copy_repo,
+                    progress=show,
+                    **common,
                 )
-            if not res.fail_to_pass or res.problems:
-                console.print(
-                    f"[dim]skip[/dim] {spec.instance_id} ({title}): {'; '.join(res.problems)[:150]}"
-                )
-                if res.image:  # a rejected candidate's image is of no further use
-                    from harness.images import remove_image
-
-                    remove_image(res.image)
-                continue
-            spec.FAIL_TO_PASS = res.fail_to_pass
-            spec.PASS_TO_PASS = res.pass_to_pass
-            path = write_task(spec, out / f"{spec.instance_id}.yaml", repo_source=written_source)
-            kept += 1
-            console.print(
-                f"[green]task[/green] {spec.instance_id} ({title}): {len(res.fail_to_pass)} F2P, "
-                f"{len(res.pass_to_pass)} P2P -> {path}"
-            )
-    except RepoError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    console.print(f"{kept} task(s) from {tried} candidate(s) written to {out}")
-    if kept == 0:
+        except (MiningError, RepoError, DockerUnavailable) as exc:
+            progress.stop()
+            console.print(f"[red]error:[/red] {exc}", markup=False, highlight=False)
+            raise typer.Exit(2) from None
+    console.print(f"{len(report.kept)} task(s) from {report.tried} candidate(s) written to {out}")
+    if not report.kept:
         raise typer.Exit(1)
 
 
@@ -559,9 +394,6 @@ def synth(
     condition, shift a bound, drop a statement, swap arguments, change a constant) and keep the mutations
     that break at least one test while every other test still passes. Each kept one is written at once as
     a task file holding its recipe (gold patch = the inverse of the mutation) and the validated tests."""
-    import re
-    from collections import Counter
-
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -615,6 +447,32 @@ def synth(
             progress.stop()
             console.print(f"[red]error:[/red] {exc}", markup=False, highlight=False)
             raise typer.Exit(2) from None
+    _print_synth_summary(console, report, out)
+    if report.kept == 0:
+        raise typer.Exit(1)
+
+
+def _show_mine_event(progress, bar, event) -> None:  # noqa: ANN001
+    """One `harness.mine_runner.MineEvent` on the console: kept / skipped lines, the bar's status."""
+    where = f"{event.instance_id} ({event.title})"
+    if event.kind == "start":
+        progress.console.print(event.message, highlight=False)
+        progress.update(bar, total=event.total)
+    elif event.kind == "kept":
+        progress.console.print(f"[green]task[/green] {where}: {event.message}", highlight=False)
+    elif event.kind == "skipped":
+        progress.console.print(f"[dim]skip[/dim] {where}: {event.message[:150]}", highlight=False)
+    else:
+        progress.update(bar, description=f"{event.instance_id}: {event.message}"[:90])
+    if event.total is not None:
+        progress.update(bar, completed=event.done)
+
+
+def _print_synth_summary(console, report, out: Path) -> None:  # noqa: ANN001
+    """Why mutations were rejected, what was kept, and what the baseline and each try cost."""
+    import re
+    from collections import Counter
+
     per_try = report.try_seconds / max(1, report.tried)
     reasons = Counter(re.sub(r"^\d+ ", "", a.reason.split(" (")[0]) for a in report.attempts if not a.kept)
     if reasons:
@@ -625,8 +483,6 @@ def synth(
         f"baseline suite {report.baseline_seconds:.1f} s ({report.baseline_passing} passing tests), "
         f"{per_try:.1f} s per try"
     )
-    if report.kept == 0:
-        raise typer.Exit(1)
 
 
 def _prepare_script(spec) -> str:  # noqa: ANN001
@@ -637,6 +493,15 @@ def _prepare_script(spec) -> str:  # noqa: ANN001
 
 
 def _test_command(spec) -> str:  # noqa: ANN001
+    from envs.swebench_eval import eval_script_of, runner_script
     from harness.evaluate import build_test_command
 
-    return build_test_command(spec, "/tmp/srl-results-TOKEN.xml")
+    plan = eval_script_of(spec)  # a row's eval_script runs whole, in place of the bare test command
+    if plan is None:
+        return build_test_command(spec, "/tmp/srl-results-TOKEN.xml")
+    run = "bash /tmp/srl-eval-TOKEN/eval_script.sh"
+    return (
+        build_test_command(spec, "/tmp/srl-results-TOKEN.xml", None, run)
+        + "\n# ---- evaluation: eval_script.sh (the row's eval_script, see docs/tasks.md) ----\n"
+        + runner_script(plan, spec.base_commit, "TOKEN")
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -17,11 +18,13 @@ from pathlib import Path
 import docker
 from docker.errors import DockerException
 
+from trajectories.errors import SrlSweError
+
 LABEL = "srl-swe"
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 
 
-class DockerUnavailable(RuntimeError):
+class DockerUnavailable(SrlSweError, RuntimeError):
     """No Docker daemon could be reached or started."""
 
 
@@ -30,6 +33,25 @@ def labels(**extra: str) -> dict[str, str]:
     out = {LABEL: "1"}
     out.update({f"{LABEL}.{k}": str(v) for k, v in extra.items()})
     return out
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host (one owned by another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def owner_alive(container_labels: dict[str, str] | None) -> bool:
+    """Whether the process that started a container still runs: its `srl-swe.pid` label names a live
+    process and its `srl-swe.host` label is this host (a container without them has no live owner)."""
+    lab = container_labels or {}
+    pid, host = lab.get(f"{LABEL}.pid", ""), lab.get(f"{LABEL}.host")
+    return pid.isdigit() and host == socket.gethostname() and pid_alive(int(pid))
 
 
 def state_dir() -> Path:

@@ -17,11 +17,13 @@ canary tests), broken environments (``env_error``) and SWE-bench's cut test ids.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.audit_hook import audit_findings, read_record
 from harness.log_parsers import (
     ERROR,
     FAILED,
@@ -32,15 +34,19 @@ from harness.log_parsers import (
     StatusMap,
     get_parser,
     mangle_pytest_nodeid,
+    normalize_unittest_id,
     parse_junit,
     read_junit,
 )
-from harness.tamper import Canary, Evidence, audit_findings, scan_patch
+from harness.tamper import Canary, Evidence, scan_patch
 
 if TYPE_CHECKING:
     from envs.spec import TaskSpec
 
 PASSING = frozenset({PASSED, XFAIL, XPASS})
+#: SWE-bench's eval types (a row's ``eval_type`` column; absent means ``pass_and_fail``).
+EvalType = Literal["pass_and_fail", "fail_only"]
+EVAL_TYPES: tuple[str, ...] = ("pass_and_fail", "fail_only")
 _BAD = frozenset({FAILED, ERROR})
 _SEVERITY = {PASSED: 0, XPASS: 0, XFAIL: 0, SKIPPED: 1, FAILED: 2, ERROR: 3}
 
@@ -86,18 +92,49 @@ def p2p_maintained(test: str, status_map: StatusMap) -> bool:
     return status_map.get(test) in PASSING or status_map.get(test) == SKIPPED
 
 
-def grade_tests(status_map: StatusMap, fail_to_pass: list[str], pass_to_pass: list[str]) -> TestsStatus:
+def not_failed(test: str, status_map: StatusMap) -> bool:
+    """SWE-bench's ``fail_only`` semantics: only a reported FAILED or ERROR is a failure."""
+    return status_map.get(test) not in _BAD
+
+
+def grade_tests(
+    status_map: StatusMap,
+    fail_to_pass: list[str],
+    pass_to_pass: list[str],
+    eval_type: EvalType = "pass_and_fail",
+) -> TestsStatus:
+    """Sort the listed tests into success/failure. ``eval_type`` is the row's (SWE-bench's newer
+    revisions): ``pass_and_fail`` (the default) wants each test reported passing; ``fail_only`` (for
+    runners whose logs list failures only) counts every test that is not reported FAILED/ERROR."""
+    if eval_type not in EVAL_TYPES:
+        raise ValueError(f"eval_type {eval_type!r}: expected one of {', '.join(EVAL_TYPES)}")
+    f2p_ok = not_failed if eval_type == "fail_only" else f2p_passed
+    p2p_ok = not_failed if eval_type == "fail_only" else p2p_maintained
     result = TestsStatus()
     for test in fail_to_pass:
-        (result.FAIL_TO_PASS.success if f2p_passed(test, status_map) else result.FAIL_TO_PASS.failure).append(
+        (result.FAIL_TO_PASS.success if f2p_ok(test, status_map) else result.FAIL_TO_PASS.failure).append(
             test
         )
     for test in pass_to_pass:
-        bucket = (
-            result.PASS_TO_PASS.success if p2p_maintained(test, status_map) else result.PASS_TO_PASS.failure
+        (result.PASS_TO_PASS.success if p2p_ok(test, status_map) else result.PASS_TO_PASS.failure).append(
+            test
         )
-        bucket.append(test)
     return result
+
+
+def eval_type_of(spec: TaskSpec, status_map: StatusMap) -> tuple[EvalType, list[str]]:
+    """The row's eval type, and a note when ``fail_only`` is not honoured: a run whose runner reported
+    no test at all (it crashed, or a patch stopped it) is graded ``pass_and_fail``, so that silence
+    never counts as success."""
+    raw = (spec.metadata or {}).get("eval_type") or "pass_and_fail"
+    kind = str(raw).strip().lower().replace("-", "_")
+    if kind not in EVAL_TYPES:
+        return "pass_and_fail", [
+            f"eval_type {raw!r} is not known ({', '.join(EVAL_TYPES)}): graded pass_and_fail"
+        ]
+    if kind == "fail_only" and not status_map:
+        return "pass_and_fail", ["eval_type fail_only, but the runner reported no test: graded pass_and_fail"]
+    return kind, []  # type: ignore[return-value]
 
 
 def is_resolved(tests_status: TestsStatus) -> bool:
@@ -111,6 +148,9 @@ def cross_check(
     exit_code: int | None,
     junit: dict[tuple[str, str], str] | None = None,
     require_junit: bool = False,
+    record: StatusMap | None = None,
+    require_record: bool = False,
+    record_key: Callable[[str], str] = str,
 ) -> tuple[StatusMap, list[str]]:
     """The statuses of ``tests`` that every signal agrees on, and notes on each disagreement.
 
@@ -119,6 +159,8 @@ def cross_check(
     - ``require_junit`` (pytest): with no JUnit file every test is ERROR; otherwise each test takes the
       worse of its log and JUnit statuses, and a test absent from the JUnit file is absent (failed).
       A test the ``-rA`` summary cannot name (skipped) takes its JUnit status when that is SKIPPED.
+    - ``require_record`` (unittest, Django, sympy): the same against the result record the audit hook
+      kept from the runner's result object (``record``, looked up by ``record_key(test)``).
     """
     notes: list[str] = []
     untrusted = {test: ERROR for test in tests}
@@ -128,28 +170,36 @@ def cross_check(
         return untrusted, [
             f"the test command exited {exit_code} but its log reports no failure: results not trusted"
         ]
-    if not require_junit:
+    if require_junit:
+        if junit is None:
+            return untrusted, ["the JUnit result file was not written: results not trusted"]
+        results: dict = junit
+        key: Callable[[str], object] = mangle_pytest_nodeid
+        name = "the JUnit file"
+    elif require_record:
+        if record is None:
+            return untrusted, ["the result record was not written: results not trusted"]
+        results, key, name = record, record_key, "the result record"
+    else:
         return {t: log_map[t] for t in tests if t in log_map}, notes
-    if junit is None:
-        return untrusted, ["the JUnit result file was not written: results not trusted"]
-    if exit_code != 0 and not any(s in _BAD for s in junit.values()):
+    if exit_code != 0 and not any(s in _BAD for s in results.values()):
         return untrusted, [
-            f"the test command exited {exit_code} but the JUnit file reports no failure: results not trusted"
+            f"the test command exited {exit_code} but {name} reports no failure: results not trusted"
         ]
     confirmed: StatusMap = {}
     for test in tests:
         from_log = log_map.get(test)
-        from_junit = junit.get(mangle_pytest_nodeid(test))
+        from_result = results.get(key(test))
         if from_log is None:
-            if from_junit == SKIPPED:
+            if from_result == SKIPPED:
                 confirmed[test] = SKIPPED
             continue
-        if from_junit is None:
-            notes.append(f"{test}: log says {from_log}, absent from the JUnit file")
+        if from_result is None:
+            notes.append(f"{test}: log says {from_log}, absent from {name}")
             continue
-        if (from_log in PASSING) != (from_junit in PASSING):
-            notes.append(f"{test}: log says {from_log}, JUnit file says {from_junit}")
-        confirmed[test] = from_log if _SEVERITY[from_log] >= _SEVERITY[from_junit] else from_junit
+        if (from_log in PASSING) != (from_result in PASSING):
+            notes.append(f"{test}: log says {from_log}, {name} says {from_result}")
+        confirmed[test] = from_log if _SEVERITY[from_log] >= _SEVERITY[from_result] else from_result
     return confirmed, notes
 
 
@@ -221,7 +271,8 @@ class InstanceRun:
     timed_out: bool = False
     limit: str | None = None
     test_duration: float = 0.0
-    junit: bytes | None = None
+    junit: bytes | None = None  # pytest's JUnit XML file (b"" read back empty)
+    record: str | None = None  # the result record of a unittest / Django / sympy run (None: not kept)
     audit_log: str | None = None
     canary: Canary | None = None
     error: str | None = None
@@ -233,9 +284,10 @@ class InstanceRun:
         return bool(self.patch and self.patch.strip())
 
 
-#: pytest's exit statuses after which results can be trusted: 0 all passed, 1 some failed. Others
-#: (2 interrupted or collection errors, 3 internal error, 4 usage error, 5 no tests) run no test fully.
-_PYTEST_TRUSTED_EXITS = (0, 1)
+#: Exit statuses after which results can be trusted: 0 all passed, 1 some failed (pytest, unittest,
+#: Django's runtests.py and sympy's bin/test alike). pytest's others (2 interrupted or collection errors,
+#: 3 internal error, 4 usage error, 5 no tests) run no test fully.
+_TRUSTED_EXITS = (0, 1)
 _CAUSE_RE = re.compile(r"^(?:E\s+)?((?:ModuleNotFoundError|ImportError): \S.*)$", re.M)
 _NAMED_RE = re.compile(r"No module named '([^']+)'|cannot import name '([^']+)'")
 
@@ -285,12 +337,14 @@ def env_error_cause(test_output: str, patch: str | None) -> str | None:
 
 
 def _canary_evidence(
-    run: InstanceRun, log_map: StatusMap, junit: dict[tuple[str, str], str] | None
+    run: InstanceRun, log_map: StatusMap, results: dict | None, results_name: str
 ) -> list[Evidence]:
+    """Each canary must report its planned outcome in the log and in the result file or record
+    (``results``: JUnit ``(classname, name)`` or record ids -> status; None when there is none)."""
     canary = run.canary
     if canary is None or run.timed_out or run.exit_code is None:
         return []
-    if run.exit_code not in _PYTEST_TRUSTED_EXITS:
+    if run.exit_code not in _TRUSTED_EXITS:
         return []
     found: list[Evidence] = []
     if run.exit_code == 0 and "FAILED" in canary.expected.values():
@@ -302,11 +356,17 @@ def _canary_evidence(
                 detail="the test command exited 0 although a canary test fails by design",
             )
         )
-    junit_by_name = {name: status for (_, name), status in (junit or {}).items()}
+    by_name: dict[str, list[str]] = {}
+    for key, status in (results or {}).items():
+        test_id = key[1] if isinstance(key, tuple) else key
+        name = test_id if isinstance(key, tuple) else canary.name_of(test_id)
+        if name in canary.expected:
+            by_name.setdefault(name, []).append(status)
     for name, expected in canary.expected.items():
-        from_log = next((s for t, s in log_map.items() if t.endswith("::" + name)), None)
-        from_junit = junit_by_name.get(name)
-        for where, got in (("log", from_log), ("JUnit file", from_junit)):
+        from_log = _worst([s for t, s in log_map.items() if canary.name_of(t) == name] or [None])
+        for where, got in (("log", from_log), (results_name, _worst(by_name.get(name) or [None]))):
+            if where != "log" and results is None:
+                continue
             if got != expected:
                 cls = 4 if got == PASSED and expected == FAILED else 3
                 found.append(
@@ -344,20 +404,40 @@ def _signals(
     return log_map, junit, notes
 
 
+def _record_key(spec: TaskSpec) -> Callable[[str], str]:
+    """How a test id of the log is found in the result record (unittest ids in their classic form)."""
+    return normalize_unittest_id if spec.log_parser in ("unittest", "django") else str
+
+
+def _record(spec: TaskSpec, run: InstanceRun) -> tuple[StatusMap | None, list[Evidence]]:
+    """The result record as test id -> status (None: not kept), and evidence of forged lines."""
+    if run.record is None:
+        return None, []
+    return read_record(run.record, _record_key(spec))
+
+
 def _checked(
     spec: TaskSpec, run: InstanceRun, tests: list[str], log_map: StatusMap, junit: dict | None
 ) -> tuple[StatusMap, list[str]]:
     """Cross-checked statuses of ``tests`` (listed ids, cut or not), and notes."""
     require_junit = spec.log_parser == "pytest"
     exit_code = None if run.timed_out else run.exit_code
-    if require_junit and exit_code not in (None, *_PYTEST_TRUSTED_EXITS):
+    if require_junit and exit_code not in (None, *_TRUSTED_EXITS):
         return {t: ERROR for t in tests}, [
             f"pytest exited {exit_code} (interrupted, collection or usage error, or no tests): results not trusted"
         ]
     alias, notes = match_listed(tests, log_map)
     expanded = list(dict.fromkeys(f for t in tests for f in alias.get(t, [t])))
+    record, _ = _record(spec, run)
     confirmed, check_notes = cross_check(
-        log_map, expanded, exit_code=exit_code, junit=junit, require_junit=require_junit
+        log_map,
+        expanded,
+        exit_code=exit_code,
+        junit=junit,
+        require_junit=require_junit,
+        record=record,
+        require_record=record is not None and not require_junit,
+        record_key=_record_key(spec),
     )
     out: StatusMap = {}
     for test in tests:
@@ -407,7 +487,9 @@ def grade(spec: TaskSpec, run: InstanceRun) -> InstanceReport:
     confirmed, check_notes = _checked(spec, run, tests, log_map, junit)
     report.notes = notes + check_notes
     report.test_statuses = {t: confirmed.get(t, "MISSING") for t in tests}
-    report.tests_status = grade_tests(confirmed, spec.FAIL_TO_PASS, spec.PASS_TO_PASS)
+    eval_type, type_notes = eval_type_of(spec, log_map)
+    report.notes += type_notes
+    report.tests_status = grade_tests(confirmed, spec.FAIL_TO_PASS, spec.PASS_TO_PASS, eval_type)
     # tamper evidence: the diff, the audit hook, the canaries
     evidence: list[Evidence] = []
     if run.patch_exists:
@@ -415,7 +497,12 @@ def grade(spec: TaskSpec, run: InstanceRun) -> InstanceReport:
     audit, audit_notes = audit_findings(run.audit_log, report.test_exit_code, run.timed_out)
     evidence += audit
     report.notes += audit_notes
-    evidence += _canary_evidence(run, log_map, junit)
+    record, forged = _record(spec, run)
+    evidence += forged
+    if spec.log_parser == "pytest":
+        evidence += _canary_evidence(run, log_map, junit or {}, "JUnit file")
+    else:
+        evidence += _canary_evidence(run, log_map, record, "result record")
     report.tamper = evidence
     if evidence:
         report.status = "tamper"
@@ -437,8 +524,7 @@ def observed_statuses(spec: TaskSpec, run: InstanceRun) -> StatusMap:
     """The cross-checked status of every test the run reported (canaries left out): what task
     validation and test discovery compare between runs."""
     log_map, junit, _ = _signals(spec, run)
-    canaries = set(run.canary.expected) if run.canary else set()
-    seen = [t for t in log_map if t.rpartition("::")[2] not in canaries]
+    seen = [t for t in log_map if run.canary is None or run.canary.name_of(t) is None]
     tests = list(dict.fromkeys([*seen, *spec.FAIL_TO_PASS, *spec.PASS_TO_PASS]))
     return _checked(spec, run, tests, log_map, junit)[0]
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import re
 import shlex
 import shutil
@@ -55,6 +56,7 @@ from harness.base_image import (
     user_base_image,
 )
 from harness.docker_env import LABEL, cache_dir, get_client, labels
+from trajectories.errors import SrlSweError
 
 #: The Python of the default base image (bookworm), used by tasks that do not name one.
 BASE_PYTHON = "3.11"
@@ -70,7 +72,7 @@ KINDS = ("env", "instance")
 Log = Callable[[str], None]
 
 
-class ImageBuildError(RuntimeError):
+class ImageBuildError(SrlSweError, RuntimeError):
     """Building an image failed; the message names the task, the image and the build log."""
 
 
@@ -133,6 +135,22 @@ def image_python(client: docker.DockerClient, image: str) -> str:
     return _probed[iid]
 
 
+def image_python_full(client: docker.DockerClient, image: str) -> str:
+    """The full version (``3.11.2``) of ``python3`` in `image` (asked once per image id)."""
+    iid = base_image_id(client, image)
+    key = iid + ":full"
+    if key not in _probed:
+        out = client.containers.run(
+            image,
+            ["python3", "-c", "import platform; print(platform.python_version())"],
+            remove=True,
+            network_mode="none",
+            labels=labels(kind="probe"),
+        )
+        _probed[key] = out.decode().strip()
+    return _probed[key]
+
+
 def base_for(spec: TaskSpec, client: docker.DockerClient, log: Log | None = None) -> tuple[str, str]:
     """(base image tag, its Python) for `spec`, building the base when missing.
 
@@ -192,6 +210,7 @@ def pip_download(
     python: str = BASE_PYTHON,
     image: str | None = None,
     client: docker.DockerClient | None = None,
+    exact: bool = False,
 ) -> Path:
     """Download `requirements` (pip requirement strings, local project dirs) with the host's pip into a
     cached wheelhouse named by `key` for interpreter `python`; reuse it when complete.
@@ -200,8 +219,13 @@ def pip_download(
     has none as its source distribution (built inside the image). The host's pip evaluates environment
     markers for its own interpreter (``exceptiongroup; python_version < "3.11"`` is left out on 3.11), so
     with the target `image` the set is then completed by resolving it there, offline, with the
-    interpreter itself (`_complete_in_image`)."""
-    complete_in_image = image is not None and python != _host_python()
+    interpreter itself (`_complete_in_image`). With `exact` (a task that names its Python) the same
+    is done when only the patch level differs (``async-timeout; python_full_version < "3.11.3"``, one of
+    Django's test requirements: the host has 3.11.7, bookworm 3.11.2)."""
+    complete_in_image = image is not None and (
+        python != _host_python()
+        or (exact and image_python_full(client or get_client(), image) != platform.python_version())
+    )
     dest = wheel_cache() / (key + ("-resolved" if complete_in_image else ""))
     done = dest / ".complete"
     if done.exists():
@@ -276,6 +300,8 @@ def _complete_in_image(
                 labels=labels(kind="resolve"),
                 user="root",
                 volumes=mounts,
+                # a dry run with the system's python3: PEP 668 (bookworm and later) would refuse it
+                environment={"PIP_BREAK_SYSTEM_PACKAGES": "1"},
             )
             return
         except docker.errors.ContainerError as exc:
@@ -285,7 +311,8 @@ def _complete_in_image(
             raise ImageBuildError(
                 f"resolving {' '.join(reqs)} for Python {python} in {image} failed:\n{err[-3000:]}"
             )
-        missing = m["req"].split(";", 1)[0].strip().strip("'\"")
+        # "async-timeout>=4.0.3; python_full_version < '3.11.3' (from redis)": the requirement alone
+        missing = re.sub(r"\s*\(from [^)]*\)$", "", m["req"]).split(";", 1)[0].strip().strip("'\"")
         if log:
             log(f"pip download (host, Python {python}) {missing} (a requirement for Python {python} only)")
         _download_for(python, [missing], wheels)
@@ -537,7 +564,15 @@ def ensure_env_image(
         if python != BASE_PYTHON:
             reqs = ["pip", *reqs]
         wheels = (
-            pip_download(reqs, "env-" + _short(json.dumps([python, reqs])), say, python, base, client)
+            pip_download(
+                reqs,
+                "env-" + _short(json.dumps([python, reqs])),
+                say,
+                python,
+                base,
+                client,
+                exact=spec.env.python is not None,
+            )
             if reqs
             else None
         )
@@ -631,15 +666,10 @@ def ensure_instance_image(
     if source not in IMAGE_SOURCES:
         raise ImageBuildError(f"image source {source!r}: expected one of {', '.join(IMAGE_SOURCES)}")
     if source != "build":
+        # prebuilt: present here, else pulled (a PrebuiltPullError names each image and the ways out)
         prebuilt = find_prebuilt(spec, client, pull=source == "prebuilt", log=log)
         if prebuilt is not None:
             return ensure_prebuilt_adapter(spec, prebuilt, client, rebuild=rebuild, log_dir=log_dir, log=log)
-        if source == "prebuilt":
-            names = ", ".join(prebuilt_names(spec))
-            raise ImageBuildError(
-                f"task {spec.instance_id}: no prebuilt image on this machine and none could be pulled "
-                f"(looked for {names}); use --image-source build or auto to build it here"
-            )
     base, python = base_for(spec, client, log)
     bid = base_image_id(client, base)
     tag = instance_tag(spec, bid)
@@ -669,7 +699,9 @@ def ensure_instance_image(
                 json.dumps([python, spec.repo, spec.base_commit, reqs, [w.replace(tmp, "") for w in wanted]])
             )
             try:
-                wheels = pip_download([*reqs, *wanted], key, say, python, base, client)
+                wheels = pip_download(
+                    [*reqs, *wanted], key, say, python, base, client, exact=spec.env.python is not None
+                )
             except ImageBuildError as exc:
                 raise ImageBuildError(f"task {spec.instance_id}: {exc}") from exc
             _copy_wheels(wheels, ctx / "wheels")
@@ -714,21 +746,62 @@ def prebuilt_names(spec: TaskSpec) -> list[str]:
 def find_prebuilt(
     spec: TaskSpec, client: docker.DockerClient, pull: bool = False, log: Log | None = None
 ) -> str | None:
-    """The first of `prebuilt_names` on this machine; with `pull`, pulled where a registry answers."""
-    names = prebuilt_names(spec)
-    for name in names:
+    """The first of `prebuilt_names` on this machine; with `pull`, else the first one a registry gives
+    (`pull_prebuilt`: a `PrebuiltPullError` when none can be pulled)."""
+    for name in prebuilt_names(spec):
         if image_exists(client, name):
             return name
-    if pull:
-        for name in names:
-            try:
-                if log:
-                    log(f"pulling {name}")
-                client.images.pull(name)
-                return name
-            except (APIError, docker.errors.DockerException, RequestException, OSError):
-                continue
-    return None
+    return pull_prebuilt(spec, client, log) if pull else None
+
+
+class PrebuiltPullError(ImageBuildError):
+    """No prebuilt image of a task could be pulled; the message names each image, why, and the ways out."""
+
+
+def pull_image(client: docker.DockerClient, name: str, log: Log | None = None) -> str:
+    """Pull `name` (``repo[:tag]``, default tag ``latest``) through the daemon, logging each layer as it
+    completes; raises `PrebuiltPullError` with the registry's or the daemon's reason."""
+    from docker.utils import parse_repository_tag
+
+    repo, tag = parse_repository_tag(name)
+    tag = tag or "latest"
+    say = log or (lambda _m: None)
+    say(f"pulling {repo}:{tag}")
+    done = 0
+    try:
+        for chunk in client.api.pull(repo, tag=tag, stream=True, decode=True):
+            if "error" in chunk:
+                raise PrebuiltPullError(f"{repo}:{tag}: {str(chunk['error']).strip()}")
+            status = chunk.get("status", "")
+            if status in ("Pull complete", "Already exists"):
+                done += 1
+                say(f"pulling {repo}:{tag}: {done} layer(s) done")
+    except APIError as exc:
+        raise PrebuiltPullError(f"{repo}:{tag}: {str(exc.explanation or exc).strip()}") from exc
+    except (docker.errors.DockerException, RequestException, OSError) as exc:
+        raise PrebuiltPullError(f"{repo}:{tag}: {type(exc).__name__}: {exc}") from exc
+    if not image_exists(client, f"{repo}:{tag}"):
+        raise PrebuiltPullError(f"{repo}:{tag}: the daemon reported no error, but the image is not here")
+    return f"{repo}:{tag}"
+
+
+def pull_prebuilt(spec: TaskSpec, client: docker.DockerClient, log: Log | None = None) -> str:
+    """The first of `prebuilt_names` that a registry gives (pulled onto this machine), or a
+    `PrebuiltPullError` naming every image tried, why each failed, and the ways out."""
+    reasons = []
+    for name in prebuilt_names(spec):  # streamed: the client's timeout applies between two messages
+        try:
+            return pull_image(client, name, log)
+        except PrebuiltPullError as exc:
+            reasons.append(f"  {exc}")
+    raise PrebuiltPullError(
+        f"task {spec.instance_id}: no prebuilt image on this machine and none could be pulled "
+        f"(tried {', '.join(prebuilt_names(spec))}):\n"
+        + "\n".join(reasons)
+        + "\nWays out: --image-source build (or auto) builds the image here from the repository; "
+        "`docker load -i FILE` an image saved elsewhere with `docker save IMAGE` (a local image is used "
+        "as is); or run where that registry is reachable."
+    )
 
 
 def _prebuilt_dockerfile(image: str) -> str:

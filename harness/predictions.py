@@ -19,10 +19,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from trajectories.errors import SrlSweError
+
 GOLD = "gold"
 
 
-class PredictionsError(ValueError):
+class PredictionsError(SrlSweError, ValueError):
     """The predictions file cannot be used; the message names file, line and field."""
 
 

@@ -24,16 +24,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from harness.scoring import similarity
+from envs.spec import TESTBED
 from harness.tools import SCRIPT_TOOLS, Observation, ToolRuntime
 from trajectories.schema import ToolCall, Trajectory
+from trajectories.scoring import similarity
 
 if TYPE_CHECKING:
     import docker
 
     from envs.spec import TaskSpec
 
-TESTBED = "/testbed"
 # match: similar text; layout: the same words in another arrangement (e.g. `ls` in columns on a tty
 # vs one per line on a pipe); diverged: neither; unsupported: the tool is not implemented, not run.
 StepStatus = Literal["match", "layout", "diverged", "unsupported", "timeout"]
@@ -310,15 +310,7 @@ def replay_task(
     client = client or get_client()
     say(f"instance image for {spec.instance_id}")
     report.image = ensure_instance_image(spec, client=client, rebuild=config.rebuild)
-    sandbox_config = SandboxConfig(
-        image=report.image,
-        cpus=spec.limits.cpus,
-        memory=spec.limits.memory,
-        pids_limit=spec.limits.pids,
-        timeout=config.step_timeout,
-        workdir=TESTBED,
-        extra_labels={"kind": "replay", "instance_id": spec.instance_id},
-    )
+    sandbox_config = SandboxConfig.for_task(spec, report.image, kind="replay", timeout=config.step_timeout)
     say(f"replaying {len(traj.steps)} steps")
     replay_start = time.perf_counter()
     with Sandbox(sandbox_config, client=client) as sb:

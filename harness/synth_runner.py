@@ -44,6 +44,7 @@ from envs.synth import (
 from harness.images import ensure_instance_image
 from harness.log_parsers import FAILED, PASSED, XPASS, get_parser, split_summary_rest
 from harness.sandbox import Sandbox, SandboxConfig
+from trajectories.errors import SrlSweError
 
 GOOD = {PASSED, XPASS}
 _SUBFAILED_RE = re.compile(r"^SUBFAIL(?:ED)?\S* (?P<rest>\S.*)$", re.MULTILINE)
@@ -52,7 +53,7 @@ _TEST_FILE_RE = re.compile(r"(^|/)test_[^/]*\.py$|_test\.py$")
 Progress = Callable[[str, "SynthReport"], None]
 
 
-class SynthRunError(RuntimeError):
+class SynthRunError(SrlSweError, RuntimeError):
     """The release cannot be used for synthesis (bad NAME==VERSION, no tests, no passing baseline)."""
 
 
@@ -151,18 +152,7 @@ class _Suite:
 
 def _sandbox_config(spec: TaskSpec, image: str) -> SandboxConfig:
     """The long-lived sandbox of one synthesis run: the task's limits, no network."""
-    lim = spec.limits
-    return SandboxConfig(
-        image=image,
-        cpus=lim.cpus,
-        memory=lim.memory,
-        pids_limit=lim.pids,
-        timeout=lim.test_timeout,
-        output_limit=2_000_000,
-        workdir=TESTBED,
-        network=False,
-        extra_labels={"kind": "synth", "instance_id": spec.instance_id},
-    )
+    return SandboxConfig.for_task(spec, image, kind="synth", output_limit=2_000_000)
 
 
 def _judge(
@@ -215,22 +205,8 @@ def synthesize(
     report = SynthReport(name, version, seed)
     say = progress or (lambda _m, _r: None)
     say(f"source distribution {name}=={version}", report)
-    try:
-        repo, release_commit = sdist_repo(name, version)
-    except RepoError as exc:
-        raise SynthRunError(str(exc)) from exc
-    files = list_files(repo, release_commit)
-    tests = test_files(files)
-    if not tests:
-        raise SynthRunError(f"{name}=={version}: its source distribution ships no test files (test_*.py)")
-    sources = {p: read_file(repo, release_commit, p) or "" for p in files if is_source_file(p)}
-    sites = [s for p, text in sorted(sources.items()) for s in enumerate_mutations(text, p)]
-    if kinds:
-        sites = [s for s in sites if s.kind in kinds]
+    repo, release_commit, tests, sources, sites = _release_sites(name, version, kinds, seed)
     report.sites = len(sites)
-    if not sites:
-        raise SynthRunError(f"{name}=={version}: no mutation sites in its source files")
-    random.Random(seed).shuffle(sites)
 
     env = EnvSpec(pip_packages=list(pip or DEFAULT_PIP_PACKAGES), install=list(install or DEFAULT_INSTALL))
     slug = re.sub(r"[^A-Za-z0-9_.-]", "-", f"{name}-{version}")
@@ -254,21 +230,7 @@ def synthesize(
     with Sandbox(cfg, client=client) as sb:
         suite = _Suite(sb, base.log_parser)
         say("running the test suite on the original tree", report)
-        runs = [suite.run(tests, base.limits.test_timeout) for _ in range(max(1, baseline_runs))]
-        statuses, output, timed_out, secs = runs[0]
-        timed_out = any(r[2] for r in runs)
-        report.baseline_seconds = statistics.median(r[3] for r in runs)
-        # tests that pass in every baseline run (one that changes between runs is flaky: never used)
-        baseline = {t for t, s in statuses.items() if s in GOOD and all(r[0].get(t) in GOOD for r in runs)}
-        names = set().union(*(r[0] for r in runs))
-        report.flaky = sorted(t for t in names if len({r[0].get(t) in GOOD for r in runs}) > 1)
-        report.baseline_passing = len(baseline)
-        if timed_out or not baseline:
-            tail = "\n".join(output.strip().splitlines()[-15:])
-            raise SynthRunError(
-                f"{name}=={version}: the test suite has no passing test on the original tree"
-                f"{' (timed out)' if timed_out else ''}; pass test requirements with --pip. Output:\n{tail}"
-            )
+        baseline, secs = _baseline(suite, tests, base, baseline_runs, report)
         limit = max(30.0, 3 * secs + 15)
         for site in sites:
             if report.kept >= n or report.tried >= max_tries:
@@ -281,24 +243,9 @@ def synthesize(
                 say(f"{task_id} exists", report)
                 continue
             report.tried += 1
-            t1 = time.monotonic()
-            original = sources[site.path]
-            mutated = apply_mutation(original, site)
-            try:
-                compile(mutated, site.path, "exec")
-            except SyntaxError:
-                report.attempts.append(Attempt(site.describe(), False, "syntax error", 0.0))
-                continue
-            say(f"try {site.kind} in {site.path}", report)
-            suite.write(site.path, mutated)
-            first_run = len(suite.durations)
-            try:
-                broken, reason, out_text = _try(suite, site, tests, test_text, baseline, limit, max_broken)
-            finally:
-                suite.write(site.path, original)
-            attempt = Attempt(site.describe(), broken is not None, reason, time.monotonic() - t1)
-            attempt.test_runs = suite.durations[first_run:]
-            report.attempts.append(attempt)
+            attempt, broken, reason, out_text = _attempt_site(
+                suite, site, sources[site.path], (tests, test_text, baseline), limit, max_broken, say, report
+            )
             if broken is None:
                 continue
             spec = _task(base, recipe, task_id, broken, baseline, out_text, site)
@@ -308,6 +255,87 @@ def synthesize(
             report.kept += 1
             say(f"kept {task_id}: {reason}", report)
     return report
+
+
+def _release_sites(
+    name: str, version: str, kinds: list[str] | None, seed: int
+) -> tuple[Path, str, list[str], dict[str, str], list[MutationSite]]:
+    """The release's repo and commit, its test files, its source texts and its mutation sites in the
+    seeded order in which they are tried."""
+    try:
+        repo, release_commit = sdist_repo(name, version)
+    except RepoError as exc:
+        raise SynthRunError(str(exc)) from exc
+    files = list_files(repo, release_commit)
+    tests = test_files(files)
+    if not tests:
+        raise SynthRunError(f"{name}=={version}: its source distribution ships no test files (test_*.py)")
+    sources = {p: read_file(repo, release_commit, p) or "" for p in files if is_source_file(p)}
+    sites = [s for p, text in sorted(sources.items()) for s in enumerate_mutations(text, p)]
+    if kinds:
+        sites = [s for s in sites if s.kind in kinds]
+    if not sites:
+        raise SynthRunError(f"{name}=={version}: no mutation sites in its source files")
+    random.Random(seed).shuffle(sites)
+    return repo, release_commit, tests, sources, sites
+
+
+def _baseline(
+    suite: _Suite, tests: list[str], base: TaskSpec, baseline_runs: int, report: SynthReport
+) -> tuple[set[str], float]:
+    """Run the suite on the original tree `baseline_runs` times: the tests that pass in every run (one
+    whose status changes is flaky and never used) and the first run's duration."""
+    runs = [suite.run(tests, base.limits.test_timeout) for _ in range(max(1, baseline_runs))]
+    statuses, output, timed_out, secs = runs[0]
+    timed_out = any(r[2] for r in runs)
+    report.baseline_seconds = statistics.median(r[3] for r in runs)
+    baseline = {t for t, s in statuses.items() if s in GOOD and all(r[0].get(t) in GOOD for r in runs)}
+    names = set().union(*(r[0] for r in runs))
+    report.flaky = sorted(t for t in names if len({r[0].get(t) in GOOD for r in runs}) > 1)
+    report.baseline_passing = len(baseline)
+    if timed_out or not baseline:
+        tail = "\n".join(output.strip().splitlines()[-15:])
+        raise SynthRunError(
+            f"{report.package}=={report.version}: the test suite has no passing test on the original tree"
+            f"{' (timed out)' if timed_out else ''}; pass test requirements with --pip. Output:\n{tail}"
+        )
+    return baseline, secs
+
+
+def _attempt_site(
+    suite: _Suite,
+    site: MutationSite,
+    original: str,
+    suite_facts: tuple[list[str], dict[str, str], set[str]],
+    limit: float,
+    max_broken: float,
+    say: Progress,
+    report: SynthReport,
+) -> tuple[Attempt, list[str] | None, str, str]:
+    """Mutate `site` in the sandbox, judge the tests, restore the file; the attempt goes into `report`.
+
+    `suite_facts` is (test files, their texts, the baseline's passing tests). Returns the attempt, the
+    broken tests (None: rejected), the reason and the test output."""
+    tests, test_text, baseline = suite_facts
+    t1 = time.monotonic()
+    mutated = apply_mutation(original, site)
+    try:
+        compile(mutated, site.path, "exec")
+    except SyntaxError:
+        attempt = Attempt(site.describe(), False, "syntax error", 0.0)
+        report.attempts.append(attempt)
+        return attempt, None, "syntax error", ""
+    say(f"try {site.kind} in {site.path}", report)
+    suite.write(site.path, mutated)
+    first_run = len(suite.durations)
+    try:
+        broken, reason, out_text = _try(suite, site, tests, test_text, baseline, limit, max_broken)
+    finally:
+        suite.write(site.path, original)
+    attempt = Attempt(site.describe(), broken is not None, reason, time.monotonic() - t1)
+    attempt.test_runs = suite.durations[first_run:]
+    report.attempts.append(attempt)
+    return attempt, broken, reason, out_text
 
 
 def _try(

@@ -7,24 +7,21 @@ Three tools, each cheap and each covering what the others miss (see docs/grading
   reported). Class 2: test-runner configuration (pytest/tox/setup.cfg/pyproject options, ``.pth``,
   ``sitecustomize``, ``pytest11`` entry points). Classes 3 and 4: constructs in non-test code that exit
   early, forge output or result files, or patch the runner.
-- :func:`audit_hook_source`: a PEP 578 audit hook (``sys.addaudithook``; it cannot be removed) that the
-  grader installs through a ``.pth`` file it writes into the environment's site-packages, outside
-  /testbed, right before the tests start: it runs in every Python process before any candidate code.
-  It records who opens, renames or removes the result file, writes through ``/proc/*/fd``, calls
-  ``os._exit``, swaps the code of the runner's functions, or replaced runner functions and builtins with
-  code from the repository (checked when pytest writes its results, at exit and at ``os._exit``: CPython
-  raises no audit event for a plain attribute assignment). :func:`audit_findings` reads its log.
+- `harness.audit_hook`: a PEP 578 audit hook installed outside /testbed before any candidate code runs,
+  recording result-file writes, early exits and runner patching, and (unittest, Django, sympy) the result
+  record of every outcome the runner's result object receives.
 - Canary tests (:func:`canary_tests`): tests with random names and random expected outcomes added to
-  each pytest run; the grader knows what each must report.
+  each run in the runner's own form (pytest, unittest, Django, sympy); the grader knows what each must
+  report.
 
-Everything here except :func:`audit_hook_source`'s product is pure.
+Everything here is pure.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict
 
@@ -205,363 +202,151 @@ def scan_patch(patch: str, protected: list[str] | None = None) -> list[Evidence]
 # ------------------------------------------------------------------------------------------ canaries
 
 
+#: The runners canaries and the result record exist for, by how a test command starts them.
+RUNNERS = ("pytest", "unittest", "django", "sympy")
+_SHELL_OPERATORS = re.compile(r"[;&|<>()`$\n]")
+
+
+def runner_of(test_command: str, log_parser: str) -> str | None:
+    """Which runner a test command starts (None: one these checks do not know, or a shell pipeline)."""
+    if log_parser == "pytest":
+        return "pytest" if "pytest" in test_command else None
+    if _SHELL_OPERATORS.search(test_command):
+        return None  # a canary argument appended to a pipeline would go to its last command
+    if "runtests.py" in test_command and log_parser in ("django", "unittest"):
+        return "django"
+    if re.search(r"(^|[\s/])bin/test(\s|$)", test_command) and log_parser == "sympy":
+        return "sympy"
+    if re.search(r"-m\s+unittest\b", test_command) and log_parser in ("unittest", "django"):
+        return "unittest"
+    return None
+
+
 @dataclass(frozen=True)
 class Canary:
-    file: str  # repository-relative path of the canary module
-    expected: dict[str, str]  # test function name -> "PASSED" | "FAILED"
+    """Tests with random names and outcomes added to one run, in the runner's own form.
+
+    ``file``: the repository path of the canary module; ``expected``: test function name -> "PASSED" |
+    "FAILED"; ``argument``: what is appended to the test command to run it ("" for pytest:
+    ``PYTEST_ADDOPTS`` carries the file); ``root``: the directory that must exist for it to be placed;
+    ``extra``: more files it needs (path -> text: a Django test app's ``__init__.py``)."""
+
+    file: str
+    expected: dict[str, str]
+    runner: str = "pytest"
+    argument: str = ""
+    root: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
 
     def source(self) -> str:
+        if self.runner in ("unittest", "django"):
+            cls = "Canary" + next(iter(self.expected), "test_")[5:]  # random, as the names are
+            body = ["# written by the srl-swe grader for this run only\nimport unittest\n\n\n"]
+            body.append(f"class {cls}(unittest.TestCase):\n")
+            for name, outcome in self.expected.items():
+                stmt = "pass" if outcome == "PASSED" else "self.fail('canary')"
+                body.append(f"    def {name}(self):\n        {stmt}\n\n")
+            return "".join(body)
         body = ["# written by the srl-swe grader for this run only\n"]
         for name, outcome in self.expected.items():
             stmt = "assert True" if outcome == "PASSED" else "assert False, 'canary'"
             body.append(f"\ndef {name}():\n    {stmt}\n")
         return "".join(body)
 
+    def files(self) -> dict[str, str]:
+        """Repository path -> text of every file to place (the canary module first)."""
+        return {self.file: self.source(), **self.extra}
+
+    def name_of(self, test_id: str) -> str | None:
+        """The canary a reported test id is (pytest ``path::name``, unittest/Django ``name (module.Class)``
+        or a docstring, sympy ``name`` or ``path:name``), else None."""
+        if self.runner == "pytest":
+            name = test_id.rpartition("::")[2]
+        elif self.runner == "sympy":
+            name = test_id.rpartition(":")[2]
+        else:
+            name = test_id.split(" ", 1)[0]
+        return name if name in self.expected else None
+
 
 _NO_CANARY_OPTS = re.compile(
     r"^(-x|--exitfirst|--maxfail.*|-k.*|-m.*|--lf|--last-failed|--ff|--sw|--stepwise.*"
     r"|--collect-only|--co|--deselect.*|--pdb|--trace)$"
 )
+#: Options after which a canary would not run, or would change which tests run.
+_NO_CANARY_OTHER = {
+    "unittest": re.compile(r"^(-k.*|-f|--failfast|discover|-p.*|--pattern.*|-s|--start-directory.*)$"),
+    "django": re.compile(
+        r"^(-k.*|--failfast|--start-at.*|--start-after.*|--bisect.*|--pair.*|--tag.*|--exclude-tag.*)$"
+    ),
+    "sympy": re.compile(r"^(-k.*|--kw.*|--pdb|--split.*|--first.*|-x|--exitfirst)$"),
+}
 
 
-def canary_tests(test_command: str, test_files: list[str], log_parser: str) -> Canary | None:
-    """Canary tests for one pytest run (None where they cannot be added without changing the run: not
-    pytest, no test file to sit next to, or options that stop early or select tests).
+#: Options whose value is the next word (not a test label), per runner.
+_VALUE_OPTS = {
+    "django": frozenset({"-v", "--verbosity", "--settings", "--parallel", "--selenium", "--selenium-hub"}),
+    "sympy": frozenset({"--seed", "--timeout", "--slow-threshold", "--fast-threshold"}),
+}
 
-    Two to four tests with random names, at least one expected to pass and one to fail; the module sits
-    in the directory of the first test file (so pytest's rootdir and node ids do not change)."""
-    import shlex
 
-    if log_parser != "pytest" or "pytest" not in test_command:  # the parser the JUnit file goes with
-        return None
-    try:
-        words = shlex.split(test_command)
-    except ValueError:
-        return None
-    after = words[next((i for i, w in enumerate(words) if "pytest" in w), 0) + 1 :]
-    if any(_NO_CANARY_OPTS.match(w) for w in after) or not test_files:
-        return None
-    if not any(not w.startswith("-") and (".py" in w or "/" in w) for w in after):
-        return None  # no path on the command line: pytest's testpaths apply, and a canary path would replace them
-    directory = test_files[0].rpartition("/")[0]
-    token = secrets.token_hex(6)
+def _outcomes() -> dict[str, str]:
     outcomes = ["PASSED", "FAILED"] + [
         secrets.choice(["PASSED", "FAILED"]) for _ in range(secrets.randbelow(3))
     ]
     names = [f"test_{secrets.token_hex(5)}" for _ in outcomes]
     order = sorted(range(len(outcomes)), key=lambda _: secrets.randbelow(1 << 30))
-    expected = {names[i]: outcomes[i] for i in order}
-    return Canary(file=f"{directory}/test_{token}.py" if directory else f"test_{token}.py", expected=expected)
+    return {names[i]: outcomes[i] for i in order}
 
 
-# ------------------------------------------------------------------------------------------ audit hook
+def canary_tests(test_command: str, test_files: list[str], log_parser: str) -> Canary | None:
+    """Canary tests for one run (None where they cannot be added without changing the run: a runner
+    these checks do not know, no test file to sit next to, options that stop early or select tests).
 
-#: Python source of the audit-hook module. It must run on every Python the images may hold (3.5+:
-#: no f-strings); on Pythons without audit hooks (< 3.8) it records that and does nothing else.
-_HOOK = r'''# written by the srl-swe grader at run time (outside the repository); records tampering
-import sys, os
-_LOG = %(log)r
-_RESULT = %(result)r
-_TESTBED = "/testbed/"
-_RUNNERS = ("_pytest", "pytest", "pluggy", "unittest", "doctest", "builtins", "django.test", "sympy.testing", "nose")
-_FUNCS = (
-    ("_pytest.runner", ("call_and_report", "runtestprotocol", "pytest_runtest_call", "pytest_runtest_makereport",
-                        "pytest_runtest_protocol", "call_runtest_hook", "check_interactive_exception")),
-    ("_pytest.runner.CallInfo", ("from_call",)),
-    ("_pytest.reports.TestReport", ("from_item_and_call", "__init__")),
-    ("_pytest.python", ("pytest_pyfunc_call",)),
-    ("_pytest.python.Function", ("runtest",)),
-    ("_pytest.main", ("pytest_runtestloop", "wrap_session")),
-    ("_pytest.terminal.TerminalReporter", ("pytest_runtest_logreport", "summary_passes", "short_test_summary")),
-    ("_pytest.junitxml.LogXML", ("pytest_runtest_logreport", "pytest_sessionfinish")),
-    ("unittest.case.TestCase", ("run", "__call__", "_callTestMethod", "debug")),
-    ("unittest.result.TestResult", ("addSuccess", "addFailure", "addError", "wasSuccessful")),
-    ("unittest.runner.TextTestRunner", ("run",)),
-)
+    Two to four tests with random names, at least one expected to pass and one to fail. pytest: a
+    module in the directory of the first test file, named through ``PYTEST_ADDOPTS`` (rootdir and node
+    ids do not change). unittest: a ``TestCase`` module beside the first test file, its label appended
+    to the command. Django (``tests/runtests.py``): a test app ``tests/canary_<hex>/`` whose label is
+    appended. sympy (``bin/test``): a test file beside the first test file, its path appended."""
+    import shlex
 
-
-def _is_test(rel):
-    """harness.envs.spec.is_test_path, without importing re (this runs at every interpreter start)."""
-    parts = rel.split("/")
-    base = parts[-1]
-    return (any(p in ("test", "tests", "testing") for p in parts[:-1]) or base == "conftest.py"
-            or (base.startswith("test_") and base.endswith(".py")) or base.endswith(("_test.py", "_tests.py")))
-
-
-def _esc(text):
-    return str(text).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
-
-
-def _install():
-    import atexit, _thread
+    runner = runner_of(test_command, log_parser)
+    if runner is None:
+        return None
     try:
-        fd = os.open(_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-    except OSError:
-        return
-    stdlib = os.path.dirname(os.__file__) + "/"
-
-    def is_std(fn):  # the standard library (a conda env keeps site-packages below it)
-        return fn.startswith("<") or fn == __file__ or (fn.startswith(stdlib) and "-packages/" not in fn)
-    result_base = os.path.basename(_RESULT) if _RESULT else None
-    log_base = os.path.basename(_LOG)
-    pid0 = os.getpid()
-    busy = set()
-
-    def write(event, detail, caller=""):
-        try:
-            line = "\t".join((str(os.getpid()), event, _esc(detail), _esc(caller))) + "\n"
-            os.write(fd, line.encode("utf-8", "replace"))
-        except Exception:
-            pass
-
-    def candidate_frame(depth):
-        """The innermost frame in the repository (file:line, test file?), else the innermost outside
-        the standard library."""
-        f = sys._getframe(depth)
-        outside = None
-        while f is not None:
-            fn = f.f_code.co_filename
-            if fn.startswith(_TESTBED):
-                rel = fn[len(_TESTBED):]
-                return "%%s:%%d" %% (rel, f.f_lineno), _is_test(rel) or "_pytest/" in rel or "pluggy/" in rel
-            if outside is None and not is_std(fn):
-                outside = "%%s:%%d" %% (fn, f.f_lineno)
-            f = f.f_back
-        return outside or "", True
-
-    def opener_ok(depth):
-        f = sys._getframe(depth)
-        while f is not None:
-            fn = f.f_code.co_filename
-            if is_std(fn):
-                f = f.f_back
-                continue
-            return fn.endswith("_pytest/junitxml.py")
-        return False
-
-    def names(args):
-        out = []
-        for a in args:
-            if isinstance(a, bytes):
-                a = a.decode("utf-8", "replace")
-            if isinstance(a, str):
-                out.append(a)
-        return out
-
-    def hook(event, args):
-        if event not in WATCH:
-            return
-        me = _thread.get_ident()
-        if me in busy:
-            return
-        busy.add(me)
-        try:
-            if event == "open":
-                path = args[0]
-                if isinstance(path, bytes):
-                    path = path.decode("utf-8", "replace")
-                if not isinstance(path, str):
-                    return
-                mode = args[1] if len(args) > 1 and isinstance(args[1], str) else ""
-                flags = args[2] if len(args) > 2 and isinstance(args[2], int) else 0
-                writing = any(c in mode for c in "wax+") or bool(flags & (os.O_WRONLY | os.O_RDWR))
-                if log_base in path:
-                    write("log-open", path, candidate_frame(2)[0])
-                elif result_base and path.endswith(result_base) and writing:
-                    if opener_ok(2):
-                        integrity()  # the runner writes its results: every test has run
-                    else:
-                        write("result-open", path, candidate_frame(2)[0])
-                elif writing and path.startswith("/proc/") and "/fd/" in path:
-                    where, trusted = candidate_frame(2)
-                    if not trusted:
-                        write("fd-write", path, where)
-            elif event in ("os.rename", "os.remove", "os.link", "os.symlink", "shutil.copyfile", "shutil.move",
-                           "os.truncate", "os.chmod"):
-                for p in names(args[:2]):
-                    if (result_base and p.endswith(result_base)) or log_base in p:
-                        write("result-file", "%%s %%s" %% (event, p), candidate_frame(2)[0])
-            elif event in ("object.__setattr__", "object.__delattr__"):
-                obj = args[0]
-                mod = getattr(obj, "__module__", "") or ""
-                if isinstance(mod, str) and mod.startswith(_RUNNERS) and mod != "unittest.mock":
-                    where, trusted = candidate_frame(2)
-                    if not trusted:
-                        write("runner-patch", "%%s.%%s.%%s" %% (mod, getattr(obj, "__name__", "?"), args[1]), where)
-            elif event == "ctypes.dlsym":
-                name = args[1] if len(args) > 1 else ""
-                if isinstance(name, bytes):
-                    name = name.decode("utf-8", "replace")
-                if isinstance(name, str) and name.strip("_") in ("exit", "Exit", "kill", "syscall", "write", "dup2"):
-                    where, trusted = candidate_frame(2)
-                    if not trusted:
-                        write("ctypes", name, where)
-        except Exception:
-            pass
-        finally:
-            busy.discard(me)
-
-    WATCH = frozenset(("open", "os.rename", "os.remove", "os.link", "os.symlink", "shutil.copyfile", "shutil.move",
-                       "os.truncate", "os.chmod", "object.__setattr__", "object.__delattr__", "ctypes.dlsym"))
-
-    import builtins
-    saved_builtins = dict(builtins.__dict__)
-
-    def integrity():
-        """Runner functions and builtins replaced by code from the repository (checked at exit)."""
-        for key, value in saved_builtins.items():
-            now = builtins.__dict__.get(key, value)
-            if now is not value and key not in ("_", "__IPYTHON__", "__builtins__"):
-                code = getattr(now, "__code__", None)
-                fn = getattr(code, "co_filename", "") or ""
-                if fn.startswith(_TESTBED) and not _is_test(fn[len(_TESTBED):]):
-                    write("runner-patch", "builtins.%%s replaced" %% key, fn[len(_TESTBED):])
-        for dotted, attrs in _FUNCS:
-            parts = dotted.split(".")
-            obj = None
-            for i in range(len(parts), 0, -1):
-                mod = sys.modules.get(".".join(parts[:i]))
-                if mod is not None:
-                    obj = mod
-                    for p in parts[i:]:
-                        obj = getattr(obj, p, None)
-                    break
-            if obj is None:
-                continue
-            for attr in attrs:
-                fn_obj = getattr(obj, attr, None)
-                fn_obj = getattr(fn_obj, "__func__", fn_obj)
-                code = getattr(fn_obj, "__code__", None)
-                fn = getattr(code, "co_filename", "") or ""
-                rel = fn[len(_TESTBED):] if fn.startswith(_TESTBED) else None
-                if rel is not None and not _is_test(rel) and "_pytest/" not in rel and "pluggy/" not in rel:
-                    write("runner-patch", "%%s.%%s replaced" %% (dotted, attr), "%%s:%%d" %% (rel, code.co_firstlineno))
-
-    def at_exit():
-        if os.getpid() == pid0:
-            integrity()
-            write("end", " ".join(sys.argv)[:300])
-
-    real_exit = os._exit
-
-    def _exit(code):
-        f = sys._getframe(1)  # the immediate caller: multiprocessing's children exit from the stdlib
-        fn = f.f_code.co_filename
-        if fn.startswith(_TESTBED):
-            rel = fn[len(_TESTBED):]
-            if not _is_test(rel) and "_pytest/" not in rel:
-                write("exit", "os._exit(%%r)" %% (code,), "%%s:%%d" %% (rel, f.f_lineno))
-        if os.getpid() == pid0:
-            integrity()
-        real_exit(code)
-
-    os._exit = _exit
-    try:
-        import posix
-        posix._exit = _exit
-    except ImportError:
-        pass
-    atexit.register(at_exit)
-    write("start", "ppid=%%d %%s" %% (os.getppid(), " ".join(getattr(sys, "orig_argv", []))[:300]))
-    if hasattr(sys, "addaudithook"):
-        sys.addaudithook(hook)
-    else:
-        write("no-audit", sys.version.split()[0])
-
-
-_install()
-del _install
-'''
-
-
-def audit_hook_source(log_path: str, result_path: str | None) -> str:
-    """The audit-hook module, recording to ``log_path`` and guarding ``result_path`` (None: no result file)."""
-    return _HOOK % {"log": log_path, "result": result_path or ""}
-
-
-_EVENT_CLASS = {
-    "result-open": (3, "writes the result file"),
-    "result-file": (3, "moves, removes or links the result file"),
-    "log-open": (3, "opens the grader's audit log"),
-    "fd-write": (3, "writes to an inherited descriptor through /proc"),
-    "exit": (3, "exits the test process early"),
-    "ctypes": (3, "reaches libc through ctypes"),
-    "runner-patch": (4, "patches the test runner"),
-}
-
-
-def _ppid(detail: str) -> int | None:
-    m = re.match(r"ppid=(\d+)", detail)
-    return int(m.group(1)) if m else None
-
-
-def _unesc(text: str) -> str:
-    return re.sub(r"\\(.)", lambda m: {"t": "\t", "n": "\n"}.get(m.group(1), m.group(1)), text)
-
-
-def audit_findings(
-    log: str | None, exit_code: int | None, timed_out: bool
-) -> tuple[list[Evidence], list[str]]:
-    """Evidence from the audit log, and notes. A missing log (or a start without the first process's
-    end while the run exited 0) is itself evidence: the hook runs in every Python process of the run."""
-    found: list[Evidence] = []
-    notes: list[str] = []
-    if log is None:
-        return found, notes
-    events = []
-    for line in log.splitlines():
-        fields = line.split("\t")
-        if len(fields) == 4 and fields[0].isdigit():
-            pid, kind, detail, caller = fields
-            events.append(
-                {"pid": int(pid), "event": kind, "detail": _unesc(detail), "caller": _unesc(caller)}
-            )
-        else:
-            found.append(
-                Evidence(
-                    tamper_class=3,
-                    source="audit",
-                    where="audit log",
-                    detail=f"the audit log holds a line the hook did not write: {line[:80]!r}",
-                )
-            )
-    starts = [e for e in events if e.get("event") == "start"]
-    if not starts:
-        if exit_code is not None and not timed_out:
-            notes.append(
-                "no Python process of the test command recorded a start (the audit hook did not run)"
-            )
-        return found, notes
-    if any(e.get("event") == "no-audit" for e in events):
-        notes.append(
-            "this Python has no audit hooks (< 3.8): runtime checks limited to exits and replaced functions"
-        )
-    seen: set[tuple[str, str]] = set()
-    for e in events:
-        kind = e.get("event")
-        if kind in _EVENT_CLASS and (kind, e.get("caller", "")) not in seen:
-            seen.add((kind, e.get("caller", "")))
-            cls, meaning = _EVENT_CLASS[kind]
-            found.append(
-                Evidence(
-                    tamper_class=cls,
-                    source="audit",
-                    where=str(e.get("caller") or "?"),
-                    detail=f"{meaning}: {str(e.get('detail'))[:200]} (pid {e.get('pid')})",
-                )
-            )
-    # the test command's own process: the last one not started by another recorded Python process
-    pids = {e.get("pid") for e in starts}
-    tops = [e for e in starts if _ppid(e.get("detail", "")) not in pids] or starts
-    root = tops[-1].get("pid")
-    ended = any(e.get("event") == "end" and e.get("pid") == root for e in events)
-    if exit_code == 0 and not timed_out and not ended:
-        found.append(
-            Evidence(
-                tamper_class=3,
-                source="audit",
-                where=f"pid {root}",
-                detail="the test process exited 0 without running its exit handlers",
-            )
-        )
-    return found, notes
+        words = shlex.split(test_command)
+    except ValueError:
+        return None
+    start = {"pytest": "pytest", "unittest": "unittest", "django": "runtests.py", "sympy": "bin/test"}[runner]
+    after = words[next((i for i, w in enumerate(words) if start in w), 0) + 1 :]
+    stop = _NO_CANARY_OPTS if runner == "pytest" else _NO_CANARY_OTHER[runner]
+    if any(stop.match(w) for w in after):
+        return None
+    labels = [
+        w
+        for i, w in enumerate(after)
+        if not w.startswith("-") and (i == 0 or after[i - 1] not in _VALUE_OPTS.get(runner, ()))
+    ]
+    if runner == "django":
+        if not labels:
+            return None  # no label: the whole suite runs, and a labelled canary would narrow it
+        root = words[next(i for i, w in enumerate(words) if start in w)].rpartition("/")[0].removeprefix("./")
+        root = root or "."
+        app = f"canary_{secrets.token_hex(6)}"
+        base = f"{root}/{app}" if root != "." else app
+        return Canary(f"{base}/tests.py", _outcomes(), runner, app, root, {f"{base}/__init__.py": ""})
+    if not test_files:
+        return None
+    if runner == "pytest" and not any(".py" in w or "/" in w for w in labels):
+        return None  # no path on the command line: pytest's testpaths apply, and a canary path would replace them
+    if runner != "pytest" and not labels:
+        return None  # the runner discovers its tests itself
+    directory = test_files[0].rpartition("/")[0]
+    path = f"{directory}/test_{secrets.token_hex(6)}.py" if directory else f"test_{secrets.token_hex(6)}.py"
+    argument = ""
+    if runner == "unittest":
+        dotted = not any(w.endswith(".py") or "/" in w for w in labels)
+        argument = path.removesuffix(".py").replace("/", ".") if dotted else path
+    elif runner == "sympy":
+        argument = path
+    return Canary(path, _outcomes(), runner, argument, directory or ".")

@@ -26,6 +26,7 @@ import docker
 from pydantic import BaseModel, ConfigDict, Field
 
 from envs.spec import TaskSpec
+from harness.docker_env import get_client
 from harness.evaluate import run_instance
 from harness.grading import InstanceRun, grade, observed_statuses
 from harness.images import ImageBuildError, default_log_dir, ensure_instance_image
@@ -259,9 +260,15 @@ def validate_tasks(
     log_root: Path | None = None,
     on_done: Callable[[TaskValidation], None] | None = None,
     log: Callable[[str], None] | None = None,
+    report: Path | None = None,
 ) -> list[TaskValidation]:
-    """Validate many tasks with up to `max_workers` at a time; results in input order."""
+    """Validate many tasks with up to `max_workers` at a time; results in input order.
+
+    Without a `client` one is opened first (`DockerUnavailable` is raised then, not reported per task).
+    With `report`, the JSON report (`write_report`) is written there. `srl task validate` is this call.
+    """
     specs = list(specs)
+    client = client if client is not None else get_client()
     results: dict[str, TaskValidation] = {}
 
     def work(spec: TaskSpec) -> TaskValidation:
@@ -278,7 +285,15 @@ def validate_tasks(
             results[futures[fut]] = res
             if on_done:
                 on_done(res)
-    return [results[s.instance_id] for s in specs]
+    ordered = [results[s.instance_id] for s in specs]
+    if report is not None:
+        write_report(ordered, report)
+    return ordered
+
+
+def default_report_path() -> Path:
+    """``runs/validate/<local time>.json``: where `srl task validate` writes its report by default."""
+    return Path("runs/validate") / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
 
 
 def write_report(results: list[TaskValidation], path: Path) -> Path:

@@ -32,7 +32,7 @@ _COMMANDS: dict[str, tuple[str, str, str, str] | str] = {
     "traj": ("trajectories.cli", "traj_app", "Import, show, generate and replay expert trajectories.", _DATA),
     "data": ("trajectories.cli", "data_app", "Build step-wise SRL data sets from trajectories.", _DATA),
     "score": (
-        "harness.cli_score",
+        "trajectories.cli_score",
         "score",
         "Score predicted actions against the expert's (mean step reward).",
         _DATA,

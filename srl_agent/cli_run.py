@@ -1,4 +1,8 @@
-"""`srl run`: one agent episode in a sandboxed task, graded at the end."""
+"""`srl run`: one agent episode in a sandboxed task, graded at the end (`srl_agent.agent.run_task`).
+
+Every field of `RunConfig` can come from ``--config FILE`` (YAML) and ``--set key=value``; the flags
+below override both.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +16,18 @@ console = Console()
 
 
 def run(
-    task: str = typer.Option(..., "--task", help="Instance id of the task."),
+    task: str = typer.Option(None, "--task", help="Instance id of the task."),
+    config: Path = typer.Option(None, "--config", "-c", help="YAML config file (fields of RunConfig)."),
+    sets: list[str] = typer.Option(
+        None, "--set", help="Override one field: key=value (e.g. time_limit=600). Repeatable."
+    ),
     tasks: str = typer.Option(None, "--tasks", help="Task source (default: the bundled examples pack)."),
     repos: Path = typer.Option(
         None, "--repos", help="Directory of local clones / bundles for owner/name repos."
     ),
-    model: str = typer.Option("smollm2-135m-instruct", "--model", help="Model dir or cached name."),
+    model: str = typer.Option(None, "--model", help="Model dir or cached name."),
     policy: str = typer.Option(
-        "auto",
+        None,
         "--policy",
         help="auto (vLLM when installed, else transformers) | transformers | vllm | scripted",
     ),
@@ -29,51 +37,30 @@ def run(
     toolset: str = typer.Option(
         None, "--toolset", help="Tools shown to the policy (default: the trajectory's, else bash_only)."
     ),
-    max_steps: int = typer.Option(30, "--max-steps"),
-    temperature: float = typer.Option(0.0, "--temperature"),
-    max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
-    out: Path = typer.Option(Path("runs/agent"), "--out", help="Where the trajectory and the report go."),
+    max_steps: int = typer.Option(None, "--max-steps"),
+    temperature: float = typer.Option(None, "--temperature"),
+    max_new_tokens: int = typer.Option(None, "--max-new-tokens"),
+    out: Path = typer.Option(None, "--out", help="Where the trajectory and the report go."),
 ) -> None:
     """Run the agent end to end on one task: prompt, act in the sandbox, submit, grade."""
-    from envs.sources import TaskSourceError, load_tasks
-    from srl_agent.agent import AgentConfig, run_episode
-    from srl_agent.policy import ScriptedPolicy, load_policy
-    from trajectories.importers import load_trajectories
+    from srl_agent.agent import RunConfig, RunInputError, run_task
+    from srl_agent.models import ModelNotFoundError
+    from srl_agent.train.config import ConfigError, load_config, parse_overrides
 
+    flags = dict(task=task, tasks=tasks, repos=repos, model=model, policy=policy, trajectory=trajectory,
+                 toolset=toolset, max_steps=max_steps, temperature=temperature, max_new_tokens=max_new_tokens,
+                 out=out)  # fmt: skip
     try:
-        spec = load_tasks(tasks, repos).get(task)
-    except (KeyError, TaskSourceError) as exc:
-        console.print(f"[red]error:[/] --task {task}: {exc}")
+        overrides = parse_overrides(sets or [])
+        overrides.update({k: str(v) if isinstance(v, Path) else v for k, v in flags.items() if v is not None})
+        cfg = load_config(RunConfig, config, overrides)
+        name = f"{cfg.policy} policy" if cfg.policy != "scripted" else "scripted policy"
+        with console.status(f"running the {name} on {cfg.task}"):
+            res, model_name = run_task(cfg)
+    except (ConfigError, RunInputError, ModelNotFoundError) as exc:
+        console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    model_name = model
-    if policy == "scripted":
-        if trajectory is None:
-            console.print("[red]error:[/] --policy scripted needs --trajectory FILE")
-            raise typer.Exit(2)
-        trajs = [t for t in load_trajectories([trajectory]) if t.instance_id == task] or load_trajectories(
-            [trajectory]
-        )
-        if not trajs:
-            console.print(f"[red]error:[/] --trajectory {trajectory}: no trajectory in the file")
-            raise typer.Exit(2)
-        pol = ScriptedPolicy.from_trajectory(trajs[0])
-        toolset = toolset or trajs[0].metadata.get("toolset") or "bash_only"
-        max_steps = max(max_steps, len(trajs[0].steps))
-        model_name = f"scripted:{trajectory.name}"
-    elif policy in ("auto", "transformers", "vllm"):
-        pol = load_policy(model, backend=policy)
-    else:
-        console.print(f"[red]error:[/] --policy must be auto, transformers, vllm or scripted, not {policy!r}")
-        raise typer.Exit(2)
-    cfg = AgentConfig(
-        toolset=toolset or "bash_only",
-        max_steps=max_steps,
-        temperature=temperature,
-        max_new_tokens=max_new_tokens,
-    )
-    with console.status(f"running {model_name} on {task}"):
-        res = run_episode(spec, pol, cfg, out_dir=out / task, model_name=model_name)
-    table = Table(title=f"srl run {task}")
+    table = Table(title=f"srl run {cfg.task}")
     for col in ("policy", "exit", "steps", "format errors", "patch lines", "resolved", "seconds"):
         table.add_column(col)
     table.add_row(

@@ -180,10 +180,11 @@ def paired_comparison(
 
 
 def held_out_split(
-    dataset: Path, train_split: str, eval_split: str, out: Path
+    dataset: Path, train_split: str, eval_split: str, out: Path, *, seed: int | None = None
 ) -> tuple[Path, dict[str, int]]:
     """A data set dir whose ``heldout`` split holds the `eval_split` rows of trajectories with no training
-    row (written to `out`); returns it and the counts."""
+    row (written to `out`), shuffled with `seed` when given (so ``eval_limit`` takes steps of every
+    held-out trajectory, not the first few trajectories whole); returns it and the counts."""
     from datasets import DatasetDict
 
     from srl_agent.train.data import DataError, load_split
@@ -197,6 +198,8 @@ def held_out_split(
             )
     seen = set(train["trajectory_id"])
     kept = evaluation.filter(lambda r: r["trajectory_id"] not in seen)
+    if seed is not None:
+        kept = kept.shuffle(seed=seed).flatten_indices()
     DatasetDict({"heldout": kept}).save_to_disk(str(out))
     counts = {
         "heldout_steps": len(kept),
@@ -457,6 +460,17 @@ def _warmup(cfg: ExperimentConfig, dataset: Path, out: Path) -> dict[str, Any]:
     return record
 
 
+def _start_eval(cfg: ExperimentConfig, model: str, heldout: Path, out: Path, n_eval: int) -> dict[str, Any]:
+    """The start model on the held-out steps (first, so an interrupted run already has its baseline)."""
+    path = out / "start_eval.json"
+    if cfg.resume and path.is_file():
+        return json.loads(path.read_text())
+    with console.status(f"evaluating the start model on {n_eval} held-out steps"):
+        ev = evaluate_model(cfg, model, heldout, out / "start_eval.jsonl")
+    _write_json(path, ev)
+    return ev
+
+
 def run_experiment(cfg: ExperimentConfig) -> dict[str, Any]:
     """Train every arm, evaluate, compare; writes and returns the report."""
     from srl_agent.models import set_offline
@@ -467,7 +481,7 @@ def run_experiment(cfg: ExperimentConfig) -> dict[str, Any]:
     (out / "config.json").write_text(cfg.model_dump_json(indent=1))
     started = time.monotonic()
     dataset = cfg.dataset or _dataset_from(cfg, out / "data")
-    heldout, counts = held_out_split(dataset, cfg.train_split, cfg.eval_split, out / "heldout")
+    heldout, counts = held_out_split(dataset, cfg.train_split, cfg.eval_split, out / "heldout", seed=cfg.seed)
     n_eval = min(counts["heldout_steps"], cfg.eval_limit or counts["heldout_steps"])
     if n_eval == 0 or n_eval < cfg.min_eval_steps:
         from srl_agent.train.data import DataError
@@ -482,6 +496,7 @@ def run_experiment(cfg: ExperimentConfig) -> dict[str, Any]:
     )
     console.rule("warm-up (shared start)")
     start = _warmup(cfg, dataset, out / "warmup")
+    start_eval = _start_eval(cfg, start["model"], heldout, out, n_eval)
     arms: dict[str, Any] = {}
     for i, arm in enumerate(cfg.arms, 1):
         arm_dir = out / "arms" / arm
@@ -494,20 +509,18 @@ def run_experiment(cfg: ExperimentConfig) -> dict[str, Any]:
         t0 = time.monotonic()
         record = run_arm(cfg, arm, dataset, start["model"], arm_dir)
         record["train_seconds"] = round(time.monotonic() - t0, 1)
-        with console.status(f"evaluating {arm} on {n_eval} held-out steps"):
-            record["eval"] = evaluate_model(cfg, record["model"], heldout, arm_dir / "eval.jsonl")
+        if record["model"] == start["model"]:
+            # stopped before its first update (e.g. RLVR without signal): the start model's answers
+            console.print(f"{arm} ends on the start model: its held-out answers are the start's")
+            record["eval"] = start_eval
+        else:
+            with console.status(f"evaluating {arm} on {n_eval} held-out steps"):
+                record["eval"] = evaluate_model(cfg, record["model"], heldout, arm_dir / "eval.jsonl")
         if cfg.end_to_end:
             record["end_to_end"] = end_to_end(cfg, record["model"], arm_dir / "agent")
         record["seconds"] = round(time.monotonic() - t0, 1)
         _write_json(result_path, record)
         arms[arm] = record
-    start_eval_path = out / "start_eval.json"
-    if cfg.resume and start_eval_path.is_file():
-        start_eval = json.loads(start_eval_path.read_text())
-    else:
-        with console.status("evaluating the start model"):
-            start_eval = evaluate_model(cfg, start["model"], heldout, out / "start_eval.jsonl")
-        _write_json(start_eval_path, start_eval)
     evals = {"start": start_eval, **{a: r["eval"] for a, r in arms.items()}}
     report = {
         "name": cfg.name,

@@ -18,6 +18,8 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trajectories.errors import SrlSweError
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -36,7 +38,7 @@ _INSTALL_HINT = (
 )
 
 
-class ModelNotFoundError(FileNotFoundError):
+class ModelNotFoundError(SrlSweError, FileNotFoundError):
     """The requested model is neither a local checkpoint nor in the local cache."""
 
 

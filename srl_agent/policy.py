@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from trajectories.errors import SrlSweError
+
 if TYPE_CHECKING:
     from trajectories.schema import Trajectory
 
@@ -54,7 +56,7 @@ def cut_after_first_action(text: str) -> str:
     return text if end < 0 else text[: end + len(STOP)]
 
 
-class ScriptExhausted(RuntimeError):
+class ScriptExhausted(SrlSweError, RuntimeError):
     """A `ScriptedPolicy` was asked for more answers than it holds."""
 
 

@@ -80,17 +80,38 @@ def fit_prompt(
 ) -> Messages | None:
     """`messages` cut to at most `max_tokens` prompt tokens, or None when it cannot fit.
 
-    The system message (tool specs, output format) is kept whole; the middle of the longest other
-    message is replaced by a marker naming how many tokens were cut, until the prompt fits.
+    The system message (tools, answer format) is kept whole. A step prompt's user message
+    (`trajectories.prompting.user_prompt`) is cut part by part, least useful first
+    (`trajectories.prompting.shrink_user_prompt`: earlier actions, the issue, older rounds; the
+    previous expert action last). Any other prompt loses the middle of its longest non-system message,
+    replaced by a marker naming how many tokens were cut.
     """
+    from trajectories.prompting import shrink_user_prompt
+
     msgs = [dict(m) for m in messages]
-    if prompt_token_count(tokenizer, msgs) <= max_tokens:
+    total = prompt_token_count(tokenizer, msgs)
+    if total <= max_tokens:
         return msgs
     candidates = [
         i for i, m in enumerate(msgs) if m.get("role") != "system" and isinstance(m.get("content"), str)
     ]
     if not candidates:
         return None
+    count = token_counter(tokenizer)
+    users = [i for i in candidates if msgs[i].get("role") == "user"]
+    if users and shrink_user_prompt(msgs[users[-1]]["content"], 0, count) is not None:
+        target, original = users[-1], msgs[users[-1]]["content"]
+        need = total - max_tokens
+        for _ in range(max_rounds):
+            cut = shrink_user_prompt(original, need, count)
+            if cut is None:
+                break
+            step = [*msgs[:target], {**msgs[target], "content": cut}, *msgs[target + 1 :]]
+            over = prompt_token_count(tokenizer, step) - max_tokens
+            if over <= 0:
+                return step
+            need += over + 2
+        # the parts' floors and markers do not fit: the middle cut below still can
     target = max(candidates, key=lambda i: len(msgs[i]["content"]))
     original = msgs[target]["content"]
     n_original = len(tokenizer.encode(original, add_special_tokens=False))

@@ -1,6 +1,6 @@
 """Reward functions in TRL's form, ``f(completions, **columns) -> list[float]``.
 
-The scoring itself lives in `harness.scoring` (pure functions of plain data, tested with literal
+The scoring itself lives in `trajectories.scoring` (pure functions of plain data, tested with literal
 strings); here we only bind options and give TRL a stable function name to log rewards under.
 """
 
@@ -14,7 +14,7 @@ RewardFunc = Callable[..., list[float]]
 
 def make_step_reward(mode: str = "exact") -> RewardFunc:
     """The SRL step reward (similarity to the expert's action, -1 when unparsable) for TRL."""
-    from harness.scoring import step_reward_func
+    from trajectories.scoring import step_reward_func
 
     if mode == "exact":  # the default: harness's function itself
         return step_reward_func
@@ -26,13 +26,13 @@ def make_step_reward(mode: str = "exact") -> RewardFunc:
 
 
 def make_outcome_reward() -> RewardFunc:
-    """The RLVR reward for TRL: `harness.scoring.outcome_reward` of each rollout's episode result.
+    """The RLVR reward for TRL: `trajectories.scoring.outcome_reward` of each rollout's episode result.
 
     The rollout function (see `srl_agent.train.rlvr`) puts each episode's result in the column
     ``episode`` (via TRL's ``rollout_func`` extra fields): ``{"resolved": bool | None, "format_error": bool,
     "tamper": bool}``.
     """
-    from harness.scoring import outcome_reward
+    from trajectories.scoring import outcome_reward
 
     def outcome(completions: list[Any], episode: list[dict[str, Any]], **kwargs: Any) -> list[float]:
         return [

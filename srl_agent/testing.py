@@ -13,6 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from srl_agent.memory_sandbox import MemorySandbox
+
+__all__ = ["MemorySandbox", "build_tiny_model", "build_tiny_step_dataset", "tiny_step_rows"]
+
 QWEN2_PATTERN = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 
 CHATML_TEMPLATE = (

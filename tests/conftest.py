@@ -120,5 +120,5 @@ def _sandboxes_left(client, *label_filters: str) -> list[dict]:
 @pytest.fixture()
 def sandboxes_left():
     """`sandboxes_left(client, *label_filters)`: labelled containers besides this process's idle offline
-    network namespaces (kept for reuse until exit; see `harness.sandbox._NetnsPool`)."""
+    network namespaces (kept for reuse until exit; see `harness.sandbox.netns.NetnsPool`)."""
     return _sandboxes_left

@@ -71,15 +71,15 @@ def test_format_errors_end_the_episode_and_the_trajectory_is_saved(expert, docke
     spec, _ = expert
     policy = ScriptedPolicy(["I think I should run ls", "<think>x</think> ls -la", "<function=bash>"])
     res = run_episode(spec, policy, AgentConfig(max_format_errors=3), out_dir=tmp_path, client=docker_client)
-    assert res.exit_status == "format_errors"
+    assert res.exit_status == "format_error"
     assert res.format_errors == 3 and res.steps == 0
     assert res.resolved is False  # an empty patch is graded, and does not resolve
     saved = json.loads(Path(res.trajectory_path).read_text())
-    assert saved["exit_status"] == "format_errors"
+    assert saved["exit_status"] == "format_error"
     assert saved["metadata"]["format_errors"] == 3
     # the episode record imports back (no steps, so no training instances), it is not an import error
     (back,) = load_trajectories([Path(res.trajectory_path)])
-    assert back.steps == [] and back.exit_status == "format_errors"
+    assert back.steps == [] and back.exit_status == "format_error"
 
 
 def test_step_limit_keeps_the_diff(expert, docker_client, tmp_path):

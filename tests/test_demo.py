@@ -86,7 +86,7 @@ def test_demo_task_is_the_shortest_gold_unless_named():
 
 
 def test_summary_says_where_the_data_came_from():
-    from srl_agent.demo import _data_origin
+    from srl_agent.demo_report import _data_origin
 
     gen = {"kind": "generated", "path": "runs/demo/expert_runs", "runs": 18, "tasks": 9, "seeds": [0, 1],
            "styles": ["bash", "tools"]}  # fmt: skip

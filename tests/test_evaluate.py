@@ -17,7 +17,9 @@ import pytest
 from conftest import SHARED_FIXTURES, needs_shared
 from typer.testing import CliRunner
 
+from harness import batch
 from harness import evaluate as ev
+from harness import instance as inst
 from harness.evaluate import (
     EvaluateConfig,
     InstanceOutcome,
@@ -31,6 +33,8 @@ from harness.evaluate import (
     write_outcome,
 )
 from harness.grading import InstanceReport
+from harness.predictions import Prediction
+from harness.prepare import EXIT_PATCH_FAILED, EXIT_TEST_PATCH_FAILED
 
 FIXTURES = SHARED_FIXTURES
 #: Bundled tasks (release-mined from the package index): marshmallow 3.13.0 -> 3.14.0 (the TimeDelta
@@ -206,7 +210,7 @@ def test_crlf_patch_of_a_crlf_file_applies_with_its_original_bytes(tmp_path: Pat
 def test_unappliable_patch_leaves_tree_clean(repo: Path) -> None:
     patch = "diff --git a/a.txt b/a.txt\n--- a/a.txt\n+++ b/a.txt\n@@ -1,3 +1,3 @@\n nothing\n-like\n+this\n"
     rc, out = _prepare(repo, patch)
-    assert rc == ev._EXIT_PATCH_FAILED, out
+    assert rc == EXIT_PATCH_FAILED, out
     assert "the patch does not apply" in out
     assert _git(repo, "status", "--porcelain") == ""
 
@@ -272,7 +276,7 @@ def test_test_patch_failure_has_its_own_exit(repo: Path) -> None:
         "@@ -1,2 +1,2 @@\n def nope():\n-    x\n+    y\n"
     )
     rc, out = _prepare(repo, _diff_against_old(repo, 3, git_style=True), bad_test)
-    assert rc == ev._EXIT_TEST_PATCH_FAILED, out
+    assert rc == EXIT_TEST_PATCH_FAILED, out
 
 
 # ----------------------------------------------------------------- one exec: splitting its output
@@ -291,16 +295,16 @@ def test_split_prepared_and_junit_take_only_the_markers_with_the_token() -> None
         ">>>>> prepared ffff 0\n>>>>> junit ffff\nPGZha2U+\nPASSED t.py::test_a"
         f"\n>>>>> junit {TOKEN}\n{base64.b64encode(xml).decode()}\n"
     )
-    prep, rc, rest = ev._split_prepared(output, f">>>>> prepared {TOKEN}")
+    prep, rc, rest = inst._split_prepared(output, f">>>>> prepared {TOKEN}")
     assert rc == 0 and prep.endswith("applied with: git apply\n")
-    tests, junit = ev._split_marked(rest, f">>>>> junit {TOKEN}")
+    tests, junit = inst._split_marked(rest, f">>>>> junit {TOKEN}")
     assert tests == ">>>>> prepared ffff 0\n>>>>> junit ffff\nPGZha2U+\nPASSED t.py::test_a"
     assert junit == xml
     # no JUnit file written: an empty block; no block at all (cut from the output): None
-    assert ev._split_marked(f"out\n>>>>> junit {TOKEN}\n\n", f">>>>> junit {TOKEN}") == ("out", b"")
-    assert ev._split_marked("out", f">>>>> junit {TOKEN}") == ("out", None)
-    assert ev._split_prepared("killed early", f">>>>> prepared {TOKEN}") == ("killed early", None, "")
-    assert ev._split_prepared(f"x\n>>>>> prepared {TOKEN} 10\n", f">>>>> prepared {TOKEN}")[1] == 10
+    assert inst._split_marked(f"out\n>>>>> junit {TOKEN}\n\n", f">>>>> junit {TOKEN}") == ("out", b"")
+    assert inst._split_marked("out", f">>>>> junit {TOKEN}") == ("out", None)
+    assert inst._split_prepared("killed early", f">>>>> prepared {TOKEN}") == ("killed early", None, "")
+    assert inst._split_prepared(f"x\n>>>>> prepared {TOKEN} 10\n", f">>>>> prepared {TOKEN}")[1] == 10
 
 
 def test_summary_of_an_interrupted_run_lists_what_did_not_run() -> None:
@@ -339,7 +343,7 @@ def _fake_outcome(calls: list[str]):
             status="resolved",
             resolved=True,
             patch_successfully_applied=True,
-            patch_sha256=ev.Prediction(
+            patch_sha256=Prediction(
                 instance_id=spec.instance_id, model_name_or_path=model, model_patch=patch
             ).patch_sha256,
         )
@@ -350,8 +354,8 @@ def _fake_outcome(calls: list[str]):
 
 def test_resume_skips_finished_and_reruns_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    monkeypatch.setattr(ev, "evaluate_instance", _fake_outcome(calls))
-    monkeypatch.setattr(ev, "_run_pool", _serial_runner)
+    monkeypatch.setattr(batch, "evaluate_instance", _fake_outcome(calls))
+    monkeypatch.setattr(batch, "_run_pool", _serial_runner)
     config = EvaluateConfig(
         predictions="gold", output_dir=tmp_path, run_id="r1", instance_ids=[MARSHMALLOW, CACHETOOLS]
     )
@@ -376,7 +380,7 @@ def _serial_runner(jobs, config, run_id, done) -> None:  # noqa: ANN001
     for job in jobs:
         done(
             job,
-            ev.evaluate_instance(
+            batch.evaluate_instance(
                 job.spec, job.prediction.model_patch, model=job.prediction.model_name_or_path
             ),
         )

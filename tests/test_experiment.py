@@ -154,7 +154,42 @@ def test_rlvr_alone_with_no_group_spread_is_reported_as_a_result(tiny, steps, tm
     assert rec["steps"] == 0 and rec["tokens"] > 0  # the episodes it played were counted
     assert rec["model"] == report["start"]["model"] == tiny  # nothing trained: the arm keeps its start
     assert rec["eval"]["n"] == 3
+    # the start model's held-out answers are reused, not generated a second time
+    assert not (cfg.out_dir / "arms" / "rlvr" / "eval.jsonl").exists()
+    assert rec["eval"] == report["start"]["eval"]
     assert "stopped: dynamic sampling" in (cfg.out_dir / "report.md").read_text()
+
+
+def test_held_out_steps_are_shuffled_across_unseen_trajectories(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    from srl_agent.experiment import held_out_split
+
+    def rows(tids):
+        return Dataset.from_list(
+            [
+                {"prompt": [{"role": "user", "content": f"{t} {k}"}], "completion": [], "expert_action": "x",
+                 "trajectory_id": t, "step": k}
+                for t in tids
+                for k in range(10)
+            ]
+        )  # fmt: skip
+
+    DatasetDict({"train": rows(["a"]), "validation": rows(["a", "b", "c", "d"])}).save_to_disk(
+        tmp_path / "ds"
+    )
+    ordered, counts = held_out_split(tmp_path / "ds", "train", "validation", tmp_path / "h0")
+    shuffled, _ = held_out_split(tmp_path / "ds", "train", "validation", tmp_path / "h1", seed=0)
+    assert counts["heldout_steps"] == 30 and counts["dropped_shared_trajectory_steps"] == 10
+    from datasets import load_from_disk
+
+    first = [r["trajectory_id"] for r in load_from_disk(str(ordered))["heldout"]][:10]
+    assert set(first) == {"b"}  # in file order, a limit of 10 would see one trajectory
+    mixed = load_from_disk(str(shuffled))["heldout"]
+    assert set(mixed["trajectory_id"][:10]) == {"b", "c", "d"}
+    assert sorted(zip(mixed["trajectory_id"], mixed["step"], strict=True)) == [
+        (t, k) for t in "bcd" for k in range(10)
+    ]
 
 
 def test_without_data_the_error_says_what_to_give(tiny, tmp_path):

@@ -108,6 +108,30 @@ def test_skipped_known_only_from_junit() -> None:
     assert confirmed == {"t.py::test_skip": SKIPPED}
 
 
+def test_cross_check_against_the_result_record_of_other_runners() -> None:
+    """unittest / Django / sympy: the record the audit hook kept from the runner's result object plays
+    the JUnit file's part (looked up through the runner's id normalization)."""
+    from harness.log_parsers import normalize_unittest_id
+
+    tests = ["test_fixed (m.T)", "test_kept (m.T)"]
+    log = {"test_fixed (m.T)": PASSED, "test_kept (m.T)": PASSED}
+    kw = {"require_record": True, "record_key": normalize_unittest_id}
+    confirmed, notes = cross_check(log, tests, exit_code=0, record=dict(log), **kw)
+    assert confirmed == log and notes == []
+    # printed lines the runner's result object never saw: absent (failed), with a note
+    confirmed, notes = cross_check(log, tests, exit_code=0, record={"test_kept (m.T)": PASSED}, **kw)
+    assert confirmed == {"test_kept (m.T)": PASSED} and "absent from the result record" in notes[0]
+    # the record says FAILED: the worse status wins
+    mixed = {**log, "test_kept (m.T)": FAILED}
+    confirmed, notes = cross_check(mixed, tests, exit_code=1, record={t: FAILED for t in tests}, **kw)
+    assert confirmed["test_fixed (m.T)"] == FAILED and "the result record says FAILED" in notes[0]
+    # a non-zero exit whose record shows no failure, or a record that was required and not written
+    assert set(cross_check(log, tests, exit_code=1, record=dict(log), **kw)[0].values()) == {ERROR}
+    assert set(cross_check(log, tests, exit_code=0, record=None, **kw)[0].values()) == {ERROR}
+    # no record required (the hook did not run): the log and the exit status, as before
+    assert cross_check(log, tests, exit_code=0)[0] == log
+
+
 @pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.report.json")), ids=lambda p: p.name.split(".")[0])
 def test_report_shape_reads_swebench_reports(path: Path) -> None:
     """Our TestsStatus reads the SWE-bench harness's reports, and our report.json has their keys."""
@@ -127,3 +151,35 @@ def test_report_shape_reads_swebench_reports(path: Path) -> None:
         assert body[key] == flat[key]
     assert body["status"] == "resolved"
     assert InstanceReport.from_swebench(report.to_swebench()) == report
+
+
+def test_fail_only_counts_every_test_not_reported_failed() -> None:
+    status_map = {"a": PASSED, "b": FAILED, "c": ERROR, "d": SKIPPED}
+    strict = grade_tests(status_map, ["a", "missing"], ["d", "b"])
+    assert strict.FAIL_TO_PASS.failure == ["missing"] and strict.PASS_TO_PASS.failure == ["b"]
+    loose = grade_tests(status_map, ["a", "missing", "c"], ["d", "b"], "fail_only")
+    assert loose.FAIL_TO_PASS.success == ["a", "missing"] and loose.FAIL_TO_PASS.failure == ["c"]
+    assert loose.PASS_TO_PASS.success == ["d"] and loose.PASS_TO_PASS.failure == ["b"]
+    with pytest.raises(ValueError, match="eval_type 'sometimes'"):
+        grade_tests(status_map, ["a"], [], "sometimes")  # type: ignore[arg-type]
+
+
+def test_fail_only_is_not_honoured_when_the_runner_reported_nothing() -> None:
+    from envs.spec import TaskSpec
+    from harness.grading import eval_type_of
+
+    spec = TaskSpec(
+        instance_id="x__y-1",
+        repo="x/y",
+        base_commit="0" * 40,
+        patch="",
+        FAIL_TO_PASS=["t"],
+        metadata={"eval_type": "FAIL_ONLY"},
+    )
+    assert eval_type_of(spec, {"t": PASSED}) == ("fail_only", [])
+    kind, notes = eval_type_of(spec, {})
+    assert kind == "pass_and_fail" and "reported no test" in notes[0]
+    odd = spec.model_copy(update={"metadata": {"eval_type": "sometimes"}})
+    assert eval_type_of(odd, {"t": PASSED})[0] == "pass_and_fail"
+    plain = spec.model_copy(update={"metadata": {}})
+    assert eval_type_of(plain, {}) == ("pass_and_fail", [])

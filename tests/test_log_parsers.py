@@ -369,7 +369,8 @@ def real_pytest_logs(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
             text=True,
         )
         logs.append(proc.stdout + proc.stderr)
-    real_junit.extend((root / f"junit{n}.xml").read_text() for n in range(3))
+    # assigned, not extended: a second run in the same process (mutmut) must not see the first one's files
+    real_junit[:] = [(root / f"junit{n}.xml").read_text() for n in range(3)]
     return logs
 
 

@@ -138,3 +138,39 @@ def test_mine_cli_writes_only_fail_then_pass_tasks_and_they_validate(tmp_path, d
     res = run_task(task, client=docker_client, log_dir=tmp_path / "logs")
     docker_client.images.remove(res.image, force=True)  # the env image is shared and stays
     assert res.valid, res.problems
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_mine_history_library_call_reports_kept_and_skipped(tmp_path, docker_client, base_image):
+    """`srl task mine`'s work as a Python call: events through the callback, a report, no printing."""
+    from harness.mine_runner import MineEvent, mine_history
+
+    _, shas = make_repo(tmp_path / "calc")
+    out = tmp_path / "pack"
+    events: list[MineEvent] = []
+    report = mine_history(
+        str(tmp_path / "calc"), out, name="me/calc", runs=1, client=docker_client, progress=events.append
+    )
+    (kept,) = report.kept
+    assert kept.instance_id == f"me__calc-{shas['fix'][:8]}" and kept.path == out / f"{kept.instance_id}.yaml"
+    assert kept.fail_to_pass == ["tests/test_calc.py::test_add_negative"]
+    refactor = f"me__calc-{shas['refactor'][:8]}"
+    assert report.tried == 2 and list(report.skipped) == [refactor]
+    assert "no test fails before the gold patch and passes after it" in report.skipped[refactor]
+    kinds = {(e.kind, e.instance_id) for e in events}
+    assert ("kept", kept.instance_id) in kinds and ("skipped", refactor) in kinds
+    assert any(e.kind == "status" and e.instance_id == kept.instance_id for e in events)
+    (task,) = load_tasks(str(out)).tasks
+    assert task.FAIL_TO_PASS == kept.fail_to_pass and task.metadata["fix_commit"] == shas["fix"]
+    again = mine_history(str(tmp_path / "calc"), out, name="me/calc", runs=1, client=docker_client)
+    assert again.tried == 1 and not again.kept  # the kept commit is not mined twice (the refactor is)
+
+
+def test_mine_releases_bad_range_is_a_mining_error_before_docker():
+    from harness.mine_runner import MiningError, mine_releases
+
+    with pytest.raises(MiningError, match="expected A..B"):
+        mine_releases("cachetools", Path("unused"), versions="5.5.2")
+    with pytest.raises(ValueError, match="need two or more"):  # MiningError keeps its builtin base
+        mine_releases("cachetools", Path("unused"), versions="5.5.2..5.5.2")

@@ -6,7 +6,6 @@ import importlib.util
 
 import pytest
 
-from harness.scoring import step_reward
 from srl_agent.policy import (
     STOP,
     Policy,
@@ -20,6 +19,7 @@ from srl_agent.policy import (
 )
 from trajectories.actions import format_answer, parse_answer, render_action
 from trajectories.schema import ToolCall, Trajectory
+from trajectories.scoring import step_reward
 
 LS = ToolCall(name="bash", arguments={"command": "ls"})
 CAT = ToolCall(name="bash", arguments={"command": "cat setup.py"})

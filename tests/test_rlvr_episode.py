@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from envs.sources import load_tasks
-from harness.scoring import outcome_reward
 from srl_agent.rlvr_runner import play_chat_episode
 from srl_agent.testing import build_tiny_model
 from trajectories.actions import format_answer
+from trajectories.scoring import outcome_reward
 
 pytestmark = pytest.mark.docker
 

@@ -66,6 +66,15 @@ def test_timeout_kills_process_group_and_session_survives(sb):
     assert not after.restarted
 
 
+def test_exit_ends_the_session_and_a_fresh_one_follows(sb):
+    sb.exec("cd /tmp; export KEEP=yes")
+    r = sb.exec("echo before; sleep 100 & exit 3")
+    assert r.exit_code == 3 and not r.timed_out and r.limit is None and r.restarted
+    assert r.output.startswith("before\n") and "session ended (exit status 3)" in r.output
+    after = sb.exec("echo ${KEEP:-gone}; pgrep -u srl -c sleep || true")
+    assert after.output == "gone\n0\n" and not after.restarted  # nothing it started is left
+
+
 def test_fork_bomb_is_contained_and_sandbox_answers(sb):
     r = sb.exec("bomb() { bomb | bomb & }; bomb; sleep 3", timeout=20)
     # the pids cgroup stopped it; the shell still answers with builtins
@@ -211,7 +220,10 @@ def test_run_once_output_exit_code_user_and_files(once, docker_client, base_imag
     # no network: it joined an idle offline namespace of this process (its holder has network "none")
     mode = once.container.attrs["HostConfig"]["NetworkMode"]
     holder = docker_client.api.inspect_container(mode.removeprefix("container:"))
-    assert holder["HostConfig"]["NetworkMode"] == "none" and holder["Config"]["Labels"]["srl-swe.kind"] == "netns"
+    assert (
+        holder["HostConfig"]["NetworkMode"] == "none"
+        and holder["Config"]["Labels"]["srl-swe.kind"] == "netns"
+    )
     assert once.container.labels["srl-swe"] == "1"
     with pytest.raises(SandboxError, match="already started"):
         once.run_once("true")
@@ -252,7 +264,48 @@ def test_run_once_caps_output_and_reports_oom(docker_client, base_image):
         hog.close()
 
 
-def test_a_sandbox_closed_before_or_while_starting_leaves_no_container(docker_client, base_image, sandboxes_left):
+# the same command through the session, a fresh `docker exec` and the container's main process:
+# (command, timeout) -> (exit_code, timed_out, limit, truncated, output_bytes, output or None)
+_AGREE = {
+    "ok": (("echo hi", 30), (0, False, None, False, 3, "hi\n")),
+    "exit": (("echo out; echo err >&2; (exit 3)", 30), (3, False, None, False, 8, "out\nerr\n")),
+    # `exit` ends the session's shell: its status is reported, and a note says a fresh session started
+    "shell exit": (("echo out; exit 3", 30), (3, False, None, False, 4, None)),
+    # the session's shell also reports the job it killed ("... Killed  sleep 60"): output checked below
+    "timeout": (("echo before; sleep 60", 2), (-1, True, "timeout", False, None, None)),
+    "oom": (("python3 -c 'x = bytearray(2 * 1024**3)'", 60), (137, False, "oom", False, None, None)),
+    "output": (("head -c 50000 /dev/zero | tr '\\0' a", 30), (0, False, "output", True, 50_000, None)),
+}
+
+
+@pytest.mark.parametrize("case", list(_AGREE))
+def test_exec_run_and_run_once_report_limits_alike(docker_client, base_image, case):
+    (command, timeout), expected = _AGREE[case]
+    cfg = SandboxConfig(image=base_image, memory="256m", pids_limit=64, output_limit=10_000, timeout=timeout)
+    with Sandbox(cfg, client=docker_client) as sb:
+        results = {"exec": sb.exec(command), "run": sb.run(command)}
+        assert sb.exec("echo alive").output == "alive\n"  # the session outlived the limit
+    once = Sandbox(cfg, client=docker_client)
+    try:
+        results["run_once"] = once.run_once(command)
+    finally:
+        once.close()
+    for how, r in results.items():
+        got = (r.exit_code, r.timed_out, r.limit, r.truncated, r.output_bytes, r.output)
+        want = tuple(g if e is None else e for g, e in zip(got, expected, strict=True))
+        assert got == want, how
+        assert r.duration < timeout + 10, how
+        if case == "shell exit":
+            assert r.output.startswith("out\n") and r.restarted == (how == "exec"), how
+        if case == "timeout":
+            assert r.output.startswith("before\n") and "never" not in r.output, how
+        if case == "output":
+            assert r.output.startswith("aaaa") and r.output.endswith("aaaa") and len(r.output) < 11_000, how
+
+
+def test_a_sandbox_closed_before_or_while_starting_leaves_no_container(
+    docker_client, base_image, sandboxes_left
+):
     # Ctrl-C closes every sandbox from the main thread, while a worker may be creating one
     cfg = SandboxConfig(image=base_image, timeout=30)
     early = Sandbox(cfg, client=docker_client)
@@ -351,13 +404,14 @@ def _netns(sb: Sandbox) -> str:
 def _warm_pool(client, image: str, n: int) -> None:
     """Until this process has `n` idle offline namespaces (a sandbox that finds none idle has one made
     in the background for the next)."""
-    from harness.sandbox import _NETNS
+    from harness.sandbox.netns import POOL
 
     deadline = time.monotonic() + 60
-    while len(_NETNS._idle) < n:
+    while len(POOL._idle) < n:
         assert time.monotonic() < deadline, "no idle namespace was made"
-        with Sandbox(SandboxConfig(image=image, timeout=30), client=client), Sandbox(
-            SandboxConfig(image=image, timeout=30), client=client
+        with (
+            Sandbox(SandboxConfig(image=image, timeout=30), client=client),
+            Sandbox(SandboxConfig(image=image, timeout=30), client=client),
         ):
             time.sleep(0.3)
 
@@ -404,11 +458,11 @@ def test_a_removed_namespace_holder_is_replaced(docker_client, base_image):
 _POOL_USER = """
 import sys, time
 from harness.sandbox import Sandbox, SandboxConfig
-from harness.sandbox import _NETNS
+from harness.sandbox.netns import POOL
 for _ in range(2):  # the second sandbox of a process has a namespace made for the next one
     with Sandbox(SandboxConfig(image=sys.argv[1], timeout=30)) as sb:
         sb.exec("true")
-while not _NETNS._idle:  # the namespace made meanwhile for the next sandbox
+while not POOL._idle:  # the namespace made meanwhile for the next sandbox
     time.sleep(0.05)
 print("idle", flush=True)
 time.sleep(float(sys.argv[2]))
@@ -441,17 +495,19 @@ def test_namespace_holders_go_with_their_process(docker_client, base_image, how)
 
 _FORKING = """
 import os, sys, time
-from harness.sandbox import _LIVE, _NETNS, Sandbox, SandboxConfig
+from harness.sandbox import Sandbox, SandboxConfig
+from harness.sandbox.container import _LIVE
+from harness.sandbox.netns import POOL
 for _ in range(2):
     with Sandbox(SandboxConfig(image=sys.argv[1], timeout=30)) as sb:
         sb.exec("true")
-while not _NETNS._idle:
+while not POOL._idle:
     time.sleep(0.05)
-holder = _NETNS._idle[0]
+holder = POOL._idle[0]
 kept = Sandbox(SandboxConfig(image=sys.argv[1], timeout=30)).start()
 pid = os.fork()
 if pid == 0:  # the child owns nothing of the parent's, and its exit handlers remove nothing
-    sys.exit(0 if not _NETNS._idle and not _LIVE else 3)
+    sys.exit(0 if not POOL._idle and not _LIVE else 3)
 _, status = os.waitpid(pid, 0)
 assert os.waitstatus_to_exitcode(status) == 0, status
 assert kept.exec("echo alive").output == "alive\\n"
@@ -462,6 +518,7 @@ print("ok", flush=True)
 
 
 def test_a_forked_child_leaves_the_parents_sandboxes_and_namespaces_alone(base_image):
-    out = subprocess.run([sys.executable, "-c", _FORKING, base_image], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", _FORKING, base_image], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0 and out.stdout == "ok\n", out.stderr[-2000:]
-

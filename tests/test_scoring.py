@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness.scoring import (
+from srl_agent.cli import app
+from trajectories.scoring import (
     make_step_reward_func,
     outcome_reward,
     similarity,
     step_reward,
     step_reward_func,
 )
-from srl_agent.cli import app
 
 LS = "<function=bash>\n<parameter=command>\nls\n</parameter>\n</function>"
 LS_LA = "<function=bash>\n<parameter=command>\nls -la\n</parameter>\n</function>"

@@ -30,19 +30,17 @@ LS = "<function=bash>\n<parameter=command>\nls\n</parameter>\n</function>"
 CAT = "<function=bash>\n<parameter=command>\ncat calc.py\n</parameter>\n</function>"
 SED = "<function=bash>\n<parameter=command>\nsed -i 's/a - b/a + b/' calc.py\n</parameter>\n</function>"
 SYSTEM_BASH_ONLY = (
-    "You are a software engineer resolving an issue in a code repository. You work through tools, one call "
-    "at a time, and see each call's output before you make the next.\n\n"
+    "Resolve the issue in the repository with the tools below, one call per answer; each call's output "
+    "follows.\n\n"
     "# Tools\n"
     "## bash\nRun a command in a bash shell in the repository's working directory and return its output.\n"
-    "Parameters:\n- command (string, required): The bash command to run.\n\n"
-    "## submit\nSubmit the current changes to the repository and end the task.\nNo parameters.\n\n"
+    "- command (string, required): The bash command to run.\n"
+    "## submit\nSubmit the current changes to the repository and end the task.\n\n"
     "# Answer format\n"
-    "Every answer has two parts. First think privately inside <think>...</think>. Then write exactly one tool "
-    "call, and nothing after it, in this form:\n\n"
-    "<function=TOOL_NAME>\n<parameter=PARAMETER_NAME>\nvalue\n</parameter>\n</function>\n\n"
-    "Write values as plain text, without quotes or escaping; integers and lists as text (12, [1, 20]). Leave "
-    "out optional parameters you don't need. Call `submit` once the issue is resolved.\n\n"
-    "Example answer:\n<think>\nI should look at the repository layout first.\n</think>\n" + LS
+    "Think inside <think>...</think>, then write exactly one tool call and nothing after it:\n"
+    "<think>\nI should look at the repository layout first.\n</think>\n" + LS + "\n"
+    "Values are plain text (no quotes or escaping); leave out optional parameters you don't need. Call "
+    "`submit` once the issue is resolved."
 )
 
 

@@ -15,6 +15,7 @@ from conftest import shared_fixture
 from envs import swebench_specs
 from envs.sources import load_tasks, swebench_record_to_dict
 from envs.spec import TaskSpec
+from envs.swebench_eval import EvalScriptError
 from harness.log_parsers import get_parser
 
 DEBUG_ROWS = ("realformats", "swebench-tasks", "sweagent__debug_20240322.json")
@@ -123,13 +124,16 @@ def test_every_family_column_is_kept_in_metadata_without_rejecting_the_row(tmp_p
 
 
 def test_newer_revision_rows_log_parser_column_wins() -> None:
-    row = dict(_rows(*MARSHMALLOW)[0], log_parser="parse_log_pytest_v2", eval_script="#!/bin/bash\n")
+    row = dict(_rows(*MARSHMALLOW)[0], log_parser="parse_log_pytest_v2")
     data = swebench_record_to_dict(row)
     spec = TaskSpec.model_validate(data)
     assert spec.log_parser == "pytest_v2" and get_parser(spec.log_parser)
-    assert spec.metadata["eval_script"] == "#!/bin/bash\n"
+    # an eval_script that is not SWE-bench's eval.sh is an error naming the row, never silently ignored
+    with pytest.raises(EvalScriptError, match="eval_script of marshmallow-code__marshmallow-1867: no "):
+        swebench_record_to_dict(dict(row, eval_script="#!/bin/bash\n"))
 
 
+HEREDOC = "EOF_114329324912"
 # The shape of SWE-bench's published eval.sh (make_eval_script_list_py): conda, exports, the test patch,
 # the markers around the test command, the reset.
 PUBLISHED_EVAL_SCRIPT = """\
@@ -162,7 +166,9 @@ git checkout 0123456789abcdef0123456789abcdef01234567 tests/queries/tests.py
 
 def test_published_eval_script_gives_the_test_command() -> None:
     row = next(r for r in _rows(*DEBUG_ROWS) if r["instance_id"] == "django__django-13251")
-    t = TaskSpec.model_validate(swebench_record_to_dict(dict(row, eval_script=PUBLISHED_EVAL_SCRIPT)))
+    script = PUBLISHED_EVAL_SCRIPT.replace(f"<<'{HEREDOC}'\n", f"<<'{HEREDOC}'\n{row['test_patch']}\n")
+    t = TaskSpec.model_validate(swebench_record_to_dict(dict(row, eval_script=script)))
+    assert t.metadata["eval_script"] == script
     assert t.test_cmd == (
         "export LANG=en_US.UTF-8; export LANGUAGE=en_US:en; export LC_ALL=en_US.UTF-8; "
         "./tests/runtests.py --verbosity 2 --settings=test_sqlite --parallel 1 queries.tests"

@@ -12,8 +12,9 @@ import pytest
 from conftest import needs_shared, shared_files, shared_fixture
 
 from envs.spec import patch_files
+from harness.audit_hook import audit_findings, audit_hook_source
 from harness.grading import InstanceRun, env_error_cause, grade, match_listed, observed_statuses
-from harness.tamper import Canary, audit_findings, audit_hook_source, canary_tests, scan_patch
+from harness.tamper import Canary, canary_tests, scan_patch
 
 
 def _diff(path: str, old: str | None, new: str) -> str:
@@ -116,7 +117,9 @@ def test_canaries_only_where_they_leave_the_run_as_it_is() -> None:
         assert f"def {name}():\n    assert {'True' if outcome == 'PASSED' else 'False'}" in src
     for cmd in ("pytest -x t.py", "pytest --maxfail=1 t.py", "pytest -k foo t.py", "pytest -m slow t.py"):
         assert canary_tests(cmd, files, "pytest") is None, cmd
-    assert canary_tests("./tests/runtests.py x", files, "django") is None
+    assert (
+        canary_tests("./tests/runtests.py", files, "django") is None
+    )  # other runners: test_tamper_runners.py
     assert canary_tests("pytest t.py", [], "pytest") is None
     assert canary_tests("pytest -rA -p no:cacheprovider", files, "pytest") is None  # testpaths decide
     assert canary_tests("pytest test_a.py", ["test_a.py"], "pytest").file.count("/") == 0
@@ -489,9 +492,9 @@ def test_rlvr_reward_of_a_tamper_episode_is_the_format_error_reward_and_its_rate
     from collections import defaultdict
     from types import SimpleNamespace
 
-    from harness.scoring import FORMAT_ERROR_REWARD, outcome_reward
     from srl_agent.rewards import make_outcome_reward
     from srl_agent.train.rlvr import EpisodeResult, make_rollout_func
+    from trajectories.scoring import FORMAT_ERROR_REWARD, outcome_reward
 
     assert outcome_reward(True, False, tamper=True) == FORMAT_ERROR_REWARD == -1.0
     evidence = "class 3 (audit) src/p/_s.py:4: exits the test process early: os._exit(0)"
@@ -539,32 +542,4 @@ def test_summary_counts_tamper_and_env_error_apart() -> None:
     )
 
 
-@pytest.mark.docker
-def test_other_runners_unittest_runner_patching_is_tamper(docker_client, tmp_path) -> None:
-    """The same task run by unittest (no JUnit file, no canaries): its gold grades resolved with no
-    evidence; a patch that replaces ``TestCase.run`` so every test reports success is named by the hook."""
-    from harness.evaluate import run_instance
-    from harness.log_parsers import get_parser
-
-    spec, image, pkg = _choose(docker_client, unittest_cases=True)
-    module = spec.tests_to_run()[0].removesuffix(".py").replace("/", ".")
-    ut = spec.model_copy(update={"test_cmd": f"python -m unittest -v {module}", "log_parser": "unittest"})
-    gold = run_instance(ut, ut.patch, client=docker_client)
-    seen = sorted(get_parser("unittest")(gold.test_output))
-    assert seen, gold.test_output[-2000:]
-    ut = ut.model_copy(update={"FAIL_TO_PASS": seen[:1], "PASS_TO_PASS": seen[1:]})
-    report = grade(ut, gold)
-    assert report.status == "resolved" and report.tamper == [], report
-    code = (
-        "import importlib\n"
-        "_c = importlib.import_module('unit' + 'test.case')\n"
-        "def _run(self, result=None):\n"
-        "    result.startTest(self); result.addSuccess(self); result.stopTest(self)\n"
-        "setattr(_c.TestCase, 'r' + 'un', _run)\n"
-    )
-    rigged = _imported_from_package(docker_client, image, pkg, "_fast", code)  # no fix: only the rigging
-    report = grade(ut, run_instance(ut, rigged, client=docker_client))
-    assert report.status == "tamper" and not report.resolved, report
-    assert any(
-        e.source == "audit" and "unittest.case.TestCase.run replaced" in e.detail for e in report.tamper
-    )
+# the other runners (unittest, Django, sympy): tests/test_tamper_runners.py

@@ -777,6 +777,23 @@ def test_supported_tools_cover_the_published_toolsets() -> None:
         assert {t.name for t in TOOLSETS[name]} <= SUPPORTED_TOOLS, name
 
 
+def test_the_tool_list_exists_once(tmp_path: Path) -> None:
+    """`TOOL_SPECS` is the one list: the runtime's tool sets, the toolsets and the script follow it."""
+    from harness.tools.runtime import SCRIPT_TOOLS, SHELL_TOOLS
+    from trajectories.tools import TOOL_SPECS, TOOLSETS
+
+    assert SUPPORTED_TOOLS == set(TOOL_SPECS) and SCRIPT_TOOLS == set(TOOL_SPECS) - SHELL_TOOLS
+    assert SHELL_TOOLS == {"bash"}
+    # the script's tools are its tool_<name> functions, exactly the script tools
+    assert set(st.TOOLS) - {"_configure"} == SCRIPT_TOOLS
+    assert all(st.TOOLS[name].__name__ == f"tool_{name}" for name in SCRIPT_TOOLS)
+    for toolset in TOOLSETS.values():
+        assert {t.name for t in toolset} <= set(TOOL_SPECS)
+    # run as the sandbox runs it, the script names the same tools
+    out, code = Tools(tmp_path, tmp_path / "state")("no_such_tool")
+    assert code == 2 and set(out.strip().split("Known tools: ")[1].split(", ")) == SCRIPT_TOOLS
+
+
 def test_tool_parameter_names_match_specs() -> None:
     """Every parameter the specs declare is one the script reads."""
     from trajectories.tools import TOOLSETS

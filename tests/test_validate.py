@@ -13,7 +13,6 @@ from harness.validate import (
     _flaky,
     run_task,
     validate_tasks,
-    write_report,
 )
 
 TASK = "cachetools-5.5.2"  # release-mined from the package index: 5.5.1 -> 5.5.2
@@ -97,10 +96,9 @@ def test_broken_gold_patch_is_reported(spec, docker_client, base_image, tmp_path
 @pytest.mark.docker
 def test_missing_commit_is_a_problem_not_a_crash(spec, docker_client, base_image, tmp_path):
     bad = spec.model_copy(update={"base_commit": "f" * 40, "instance_id": "missing-commit"})
-    good_and_bad = validate_tasks([bad], client=docker_client, log_root=tmp_path)
-    (res,) = good_and_bad
+    (res,) = validate_tasks([bad], client=docker_client, log_root=tmp_path, report=tmp_path / "r.json")
     assert not res.valid and "not found in repo" in res.problems[0]
-    report = json.loads(write_report(good_and_bad, tmp_path / "r.json").read_text())
+    report = json.loads((tmp_path / "r.json").read_text())  # written by validate_tasks itself
     assert (
         report["total"] == 1
         and report["valid"] == 0

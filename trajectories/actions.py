@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 
+from trajectories.errors import SrlSweError
 from trajectories.schema import ToolCall
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_.\-]*"
@@ -27,7 +28,7 @@ _ESCAPE_RE = re.compile(r"</(parameter|function)>|&((?:amp;)*)lt;/(parameter|fun
 _UNESCAPE_RE = re.compile(r"&((?:amp;)*)lt;/(parameter|function)>")
 
 
-class ActionParseError(ValueError):
+class ActionParseError(SrlSweError, ValueError):
     """The text does not hold exactly one well-formed function call."""
 
 

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from trajectories.build import BuildReport
+    from trajectories.importers import ImportReport
+
 traj_app = typer.Typer(no_args_is_help=True)
 data_app = typer.Typer(no_args_is_help=True)
-
-
-def _out_name(out: Path, stem: str, used: set[str]) -> Path:
-    name, n = stem, 1
-    while name in used:
-        n += 1
-        name = f"{stem}-{n}"
-    used.add(name)
-    return out / f"{name}.jsonl"
 
 
 @traj_app.command("import")
@@ -44,27 +42,62 @@ def import_(
     row or file failed, and every failed one is named.
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from trajectories.importers import NoTrajectoryFiles, import_files
+
+    console = Console(stderr=False)
+    try:
+        with _ImportBar(console) as bar:
+            report = import_files(paths, out, fmt, progress=bar)
+    except NoTrajectoryFiles as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except ValueError as exc:  # an unknown --format
+        raise typer.BadParameter(str(exc), param_hint="--format") from None
+    console.print(_import_table(report))
+    for e in report.errors:
+        console.print(f"[red]error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
+    console.print(report.summary())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+class _ImportBar:
+    """A transient rich progress bar, one task per file being imported (`ImportProgress` hooks)."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        self.task = None
+
+    def __enter__(self) -> _ImportBar:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(*exc)
+
+    def file_started(self, path: Path, rows: int | None) -> None:
+        self.task = self.bar.add_task(f"importing {path.name}", total=rows)
+
+    def row_done(self) -> None:
+        self.bar.advance(self.task)
+
+    def file_done(self, path: Path) -> None:
+        self.bar.remove_task(self.task)
+
+
+def _import_table(report: ImportReport) -> Table:
     from rich.table import Table
 
-    from trajectories.importers import FORMATS, iter_file, stem_of
-    from trajectories.importers import find_files as _find
-    from trajectories.rows import SUFFIXES, RowsError, count_rows
-
-    if fmt is not None and fmt not in FORMATS:
-        raise typer.BadParameter(
-            f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}", param_hint="--format"
-        )
-    files = list(_find(paths))
-    if not files:
-        typer.echo(
-            f"error: no trajectory files ({', '.join('*' + s for s in SUFFIXES)}, or save_to_disk folders) in "
-            f"{', '.join(map(str, paths))}",
-            err=True,
-        )
-        raise typer.Exit(2)
-    out.mkdir(parents=True, exist_ok=True)
-    console = Console(stderr=False)
     table = Table(title="srl traj import")
     table.add_column("file", overflow="fold")
     table.add_column("format", no_wrap=True)
@@ -73,82 +106,19 @@ def import_(
     table.add_column("tools", no_wrap=True)
     table.add_column("skipped steps (why)")
     table.add_column("notes / errors")
-    used: set[str] = set()
-    errors: list = []
-    n_failed = n_traj = n_steps = n_skipped = n_bad_rows = 0
-
-    def total_rows(f: Path) -> int | None:
-        try:
-            return count_rows(f) if f.name.endswith((".parquet", ".jsonl", ".jsonl.gz")) or f.is_dir() else 1
-        except RowsError:
-            return None
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        for f in files:
-            task = bar.add_task(f"importing {f.name}", total=total_rows(f))
-            formats: Counter[str] = Counter()
-            skipped: Counter[str] = Counter()
-            notes: Counter[str] = Counter()
-            tools: Counter[str] = Counter()
-            n_file_traj = n_file_steps = n_file_errors = 0
-            dest = None
-            fh = None
-            try:
-                for r in iter_file(f, fmt):
-                    bar.advance(task)
-                    if r.format:
-                        formats[r.format] += 1
-                    if r.error is not None:
-                        errors.append(r.error)
-                        n_file_errors += 1
-                        continue
-                    for imp in r.imported:
-                        if fh is None:
-                            dest = _out_name(out, stem_of(f), used)
-                            fh = dest.open("w")
-                        fh.write(imp.trajectory.model_dump_json() + "\n")
-                        n_file_traj += 1
-                        n_file_steps += len(imp.trajectory.steps)
-                        tools["recorded" if imp.trajectory.tools else "default"] += 1
-                        skipped.update(s.reason for s in imp.skipped)
-                        for key, v in imp.notes.items():
-                            notes["non-agent events ignored" if key.startswith("ignored") else key] += v
-            finally:
-                if fh is not None:
-                    fh.close()
-                bar.remove_task(task)
-            n_traj += n_file_traj
-            n_steps += n_file_steps
-            n_skipped += sum(skipped.values())
-            n_bad_rows += n_file_errors
-            n_failed += bool(n_file_errors)
-            msgs = [f"{v} {k}" for k, v in notes.items()]
-            msgs += [f"[red]{n_file_errors} failed row(s), see below[/red]"] if n_file_errors else []
-            table.add_row(
-                f.name,
-                ", ".join(formats) or "?",
-                str(n_file_traj),
-                str(n_file_steps),
-                ", ".join(f"{v} {k}" for k, v in tools.items()) or "-",
-                "\n".join(f"{v} {k}" for k, v in skipped.items()) or "-",
-                "\n".join(msgs) or "-",
-            )
-    console.print(table)
-    for e in errors:
-        console.print(f"[red]error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
-    console.print(
-        f"{n_traj} trajectories, {n_steps} steps, {n_skipped} skipped steps written to {out}; "
-        f"{n_bad_rows} row(s) in {n_failed} file(s) failed"
-    )
-    if n_failed:
-        raise typer.Exit(1)
+    for f in report.files:
+        msgs = [f"{v} {k}" for k, v in f.notes.items()]
+        msgs += [f"[red]{len(f.errors)} failed row(s), see below[/red]"] if f.errors else []
+        table.add_row(
+            f.path.name,
+            ", ".join(f.formats) or "?",
+            str(f.trajectories),
+            str(f.steps),
+            ", ".join(f"{v} {k}" for k, v in f.tools.items()) or "-",
+            "\n".join(f"{v} {k}" for k, v in f.skipped.items()) or "-",
+            "\n".join(msgs) or "-",
+        )
+    return table
 
 
 @traj_app.command("show")
@@ -247,17 +217,13 @@ def build(
     parquet: bool = typer.Option(False, "--parquet", help="Also write <split>.parquet into OUT."),
 ) -> None:
     """Expand trajectories into step-wise SRL instances (one per expert action)."""
-    import time
-
     from datasets.utils.logging import disable_progress_bar
     from rich.console import Console
-    from rich.table import Table
 
-    from trajectories.stepwise import build_dataset, read_build_report
+    from trajectories.build import build_data
     from trajectories.tokens import TokenizerNotFound
 
     disable_progress_bar()  # the summary table says what was built
-    start = time.perf_counter()
     console = Console()
     try:
         with console.status("expanding trajectories into step-wise instances ...") as status:
@@ -265,7 +231,7 @@ def build(
             def progress(n: int) -> None:
                 status.update(f"expanding trajectories into step-wise instances ... {n} shard(s) done")
 
-            dd = build_dataset(
+            report = build_data(
                 trajectories,
                 out,
                 context_steps=context_steps,
@@ -274,48 +240,32 @@ def build(
                 val_fraction=val_fraction,
                 seed=seed,
                 num_proc=num_proc,
-                on_error="skip",
+                jsonl=jsonl,
+                parquet=parquet,
                 progress=progress,
             )
     except (TokenizerNotFound, FileNotFoundError, FileExistsError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    report = read_build_report(out)
-    for name, ds in dd.items():
-        if jsonl:
-            ds.to_json(str(out / f"{name}.jsonl"), lines=True)
-        if parquet:
-            ds.to_parquet(str(out / f"{name}.parquet"))
-    table = Table(title=f"srl data build -> {out} ({time.perf_counter() - start:.1f} s)")
+    console.print(_build_table(report))
+    console.print(report.summary())
+    for e in report.errors:
+        console.print(f"[red]error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
+    if not report.ok:
+        console.print(f"{len(report.errors)} row(s) failed and were skipped")
+        raise typer.Exit(1)
+
+
+def _build_table(report: BuildReport) -> Table:
+    from rich.table import Table
+
+    table = Table(title=f"srl data build -> {report.out} ({report.seconds:.1f} s)")
     for col in ("split", "instances", "trajectories", "tools"):
         table.add_column(col)
-    for name, ds in dd.items():
-        tools = Counter(ds["tool"])
-        table.add_row(
-            name,
-            str(len(ds)),
-            str(len(set(ds["trajectory_id"]))),
-            ", ".join(f"{k} {v}" for k, v in tools.most_common(6)),
-        )
-    console.print(table)
-    sets = report["tool_sets"]
-    console.print(
-        f"{report['rows']} rows -> {report['trajectories']} trajectories -> "
-        f"{sum(report['splits'].values())} instances; formats: "
-        + ", ".join(f"{k} {v}" for k, v in report["formats"].items())
-        + f"; tool sets: {sets['recorded']} as recorded by the source, {sets['default']} srl-swe's default "
-        "(the source recorded none)"
-        + (
-            "; skipped steps: " + ", ".join(f"{k} {v}" for k, v in report["skipped_steps"].items())
-            if report["skipped_steps"]
-            else ""
-        )
-    )
-    for e in report["errors"]:
-        console.print(f"[red]error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
-    if report["errors"]:
-        console.print(f"{len(report['errors'])} row(s) failed and were skipped")
-        raise typer.Exit(1)
+    for split in report.splits():
+        tools = ", ".join(f"{k} {v}" for k, v in split.tools)
+        table.add_row(split.name, str(split.instances), str(split.trajectories), tools)
+    return table
 
 
 @data_app.command("show")

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trajectories.errors import SrlSweError
+
 SUFFIXES = (".traj.json", ".traj", ".jsonl.gz", ".jsonl", ".json.gz", ".json", ".parquet")
 #: Files that sit beside data but are not rows: run reports, and `save_to_disk` metadata.
 SIDE_FILES = (".report.json",)
@@ -38,7 +40,7 @@ METADATA_FILES = ("dataset_info.json", "state.json", "dataset_dict.json")
 _BATCH = 64
 
 
-class RowsError(ValueError):
+class RowsError(SrlSweError, ValueError):
     """A container could not be read; names the container and what was expected."""
 
 

@@ -16,13 +16,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trajectories.errors import SrlSweError
 from trajectories.prompting import approx_tokens, truncate_middle, truncation_marker
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 
-class TokenizerNotFound(FileNotFoundError):
+class TokenizerNotFound(SrlSweError, FileNotFoundError):
     pass
 
 

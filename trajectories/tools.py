@@ -1,8 +1,12 @@
 """Tool definitions as data: what each tool is called, what it takes, and which tools go together.
 
-The sandbox implements these tools from the specs, and the policy's system prompt is rendered from
-them (`trajectories.prompting`). A trajectory records the toolset it was recorded with in
-``metadata["toolset"]``.
+`TOOL_SPECS` is the one list of the tools srl-swe knows. Everything else derives from it: the
+toolsets below, `harness.tools.SUPPORTED_TOOLS` / `SCRIPT_TOOLS` (every tool but ``bash`` runs in the
+in-sandbox script), and the script `harness/tools/sandbox_tools.py` implements each of them as a
+function ``tool_<name>`` (it cannot import this module: it runs inside the sandbox with the standard
+library only; `tests/test_tools.py` checks that its functions and this list agree). The policy's system
+prompt is rendered from the specs (`trajectories.prompting`). A trajectory records the toolset it was
+recorded with in ``metadata["toolset"]``.
 
 Toolsets:
 
@@ -98,8 +102,8 @@ EDIT = ToolSpec(
     name="edit",
     description=(
         "Replace lines start_line through end_line (inclusive) of the open file with replacement_text. "
-        "Indentation matters. Python files are checked for syntax errors after the edit; an edit that "
-        "introduces one is not applied."
+        "Indentation matters. Python files are checked after the edit (syntax errors, undefined names, "
+        "indentation that is not a multiple of four); an edit that introduces such an error is not applied."
     ),
     params=(
         _p("start_line", "The line number to start the edit at.", "integer"),
@@ -148,6 +152,10 @@ WINDOWED_TOOLS: tuple[ToolSpec, ...] = (
     SEARCH_FILE,
 )
 LEGACY_COMMANDS: frozenset[str] = frozenset(t.name for t in WINDOWED_TOOLS) | {"submit"}
+
+# The one list of known tools, by name (the toolsets, the runtime's tool sets and the in-sandbox script
+# follow it).
+TOOL_SPECS: dict[str, ToolSpec] = {t.name: t for t in (BASH, STR_REPLACE_EDITOR, *WINDOWED_TOOLS, SUBMIT)}
 
 
 def _legacy(spec: ToolSpec) -> ToolSpec:
@@ -198,15 +206,12 @@ def canonical_call(name: str, arguments: dict[str, object]) -> ToolCall:
     and drop JSON ``null`` values, so the same call always renders to the same canonical text no
     matter how the recording ordered its JSON keys.
     """
-    spec = _ALL_SPECS.get(name)
+    spec = TOOL_SPECS.get(name)
     order = [p.name for p in spec.params] if spec else []
     keys = [k for k in order if k in arguments] + [k for k in arguments if k not in order]
     return ToolCall(
         name=name, arguments={k: argument_text(arguments[k]) for k in keys if arguments[k] is not None}
     )
-
-
-_ALL_SPECS: dict[str, ToolSpec] = {t.name: t for t in (BASH, SUBMIT, STR_REPLACE_EDITOR, *WINDOWED_TOOLS)}
 
 
 def specs_for_calls(calls: list[ToolCall]) -> tuple[ToolSpec, ...]:
@@ -216,8 +221,8 @@ def specs_for_calls(calls: list[ToolCall]) -> tuple[ToolSpec, ...]:
         params.setdefault(call.name, {}).update(dict.fromkeys(call.arguments))
     out = []
     for name, keys in params.items():
-        if name in _ALL_SPECS:
-            out.append(_ALL_SPECS[name])
+        if name in TOOL_SPECS:
+            out.append(TOOL_SPECS[name])
         else:
             ps = tuple(_p(k, "(no description recorded)", required=False) for k in keys)
             out.append(ToolSpec(name=name, description="(no description recorded)", params=ps))

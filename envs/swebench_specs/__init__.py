@@ -31,6 +31,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from envs.spec import DEFAULT_PIP_PACKAGES
+
 DATA_FILE = Path(__file__).with_name("python.json")
 
 _DIFF_RE = re.compile(r"^diff --git a/.* b/(.*)$", re.MULTILINE)
@@ -173,24 +175,54 @@ def eval_script_test_command(script: Any) -> str | None:
 
 def apply_spec(data: dict[str, Any]) -> dict[str, Any]:
     """`data` (TaskSpec fields of one row, ``version`` in its metadata) with the benchmark's own spec
-    filled in where the row does not set it: the test command of the row's ``eval_script`` when it has
-    one, then the tables' fields; unchanged when neither applies."""
+    filled in where the row does not set it: from the row's ``eval_script`` when it has one (its test
+    command; its test patch when the row has none; the system packages and pip requirements its steps
+    need, see `envs.swebench_eval`), then the tables' fields; unchanged when neither applies.
+
+    Raises `envs.swebench_eval.EvalScriptError` (naming the row and the line) for an ``eval_script``
+    that cannot run here, or whose test patch is not the row's."""
+    from envs.swebench_eval import EvalScriptError, parse_eval_script
+
     meta = data.get("metadata") or {}
-    script_cmd = eval_script_test_command(meta.get("eval_script"))
-    if script_cmd and data.get("test_cmd") is None:
-        data = {**data, "test_cmd": script_cmd}
+    plan = None
+    if meta.get("eval_script") is not None:
+        plan = parse_eval_script(meta["eval_script"], str(data.get("instance_id") or "?"))
+        script_cmd = "; ".join(
+            [*dict.fromkeys(e for e in plan.exports if not _ROOT_RE.search(e)), plan.test_command]
+        )
+        if data.get("test_cmd") is None:
+            data = {**data, "test_cmd": script_cmd}
+        if plan.test_patch is not None:
+            row_patch = data.get("test_patch") or ""
+            if not row_patch.strip():
+                data = {**data, "test_patch": plan.test_patch}
+            elif row_patch.rstrip("\n") != plan.test_patch.rstrip("\n"):
+                step = next(s for s in plan.pre if s.kind == "test_patch")
+                raise EvalScriptError(
+                    f"eval_script of {plan.instance_id}, line {step.line}: its test patch is not the row's "
+                    "test_patch (expected the same diff)"
+                )
     version = meta.get("version", data.get("version"))
     fields = spec_fields(data.get("repo", ""), version, data.get("test_patch") or "")
-    if fields is None:
+    if fields is None and plan is None:
         return data
     out = dict(data)
-    env = dict(fields["env"])
+    env = dict(fields["env"]) if fields else {}
+    if plan is not None:  # what the script's steps need (its system setup, what it pip-installs)
+        if plan.system_packages:
+            env["system_packages"] = sorted({*env.get("system_packages", []), *plan.system_packages})
+        if plan.pip_requirements:
+            pip = env.get("pip_packages", list(DEFAULT_PIP_PACKAGES))
+            env["pip_packages"] = list(dict.fromkeys([*pip, *plan.pip_requirements]))
     row_env = out.get("env")
     if isinstance(row_env, dict):
         env.update(row_env)
     elif row_env is not None:  # an EnvSpec (plug-ins): its explicitly set fields win
         env.update(row_env.model_dump(exclude_unset=True))
-    out["env"] = env
+    if env:
+        out["env"] = env
+    if fields is None:
+        return out
     for key in ("test_cmd", "log_parser"):
         if out.get(key) is None and key in fields:
             out[key] = fields[key]

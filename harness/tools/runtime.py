@@ -1,12 +1,13 @@
 """Host side of the sandbox tools: route each `ToolCall` to where it runs and return an `Observation`.
 
 - ``bash`` runs in the sandbox's persistent shell session (`Sandbox.exec`).
-- The file tools (``str_replace_editor``, SWE-agent's ``open`` / ``goto`` / ``scroll_up`` /
-  ``scroll_down`` / ``create`` / ``edit`` / ``find_file`` / ``search_dir`` / ``search_file``) and
-  ``submit`` run the in-sandbox script `sandbox_tools.py`, copied once to ``/opt/srl-tools/tools.py``
-  and started from the same shell session (one round trip per call, no extra ``docker exec``), so the
-  agent's working directory applies. Typed function-call arguments and the legacy raw ``args`` string
-  are both passed through as JSON; the script understands both.
+- Every other tool of the one list (`trajectories.tools.TOOL_SPECS`): the file tools
+  (``str_replace_editor``, SWE-agent's ``open`` / ``goto`` / ``scroll_up`` / ``scroll_down`` / ``create`` /
+  ``edit`` / ``find_file`` / ``search_dir`` / ``search_file``) and ``submit`` run the in-sandbox script
+  `sandbox_tools.py`, copied once to ``/opt/srl-tools/tools.py`` and started from the same shell session
+  (one round trip per call, no extra ``docker exec``), so the agent's working directory applies. Typed
+  function-call arguments and the legacy raw ``args`` string are both passed through as JSON; the script
+  understands both.
 - Any other tool is reported as ``unsupported``, never faked.
 
     with Sandbox(SandboxConfig(image=tag, workdir="/testbed")) as sb:
@@ -26,30 +27,20 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from trajectories.errors import SrlSweError
 from trajectories.schema import ToolCall
+from trajectories.tools import TOOL_SPECS
 
 SCRIPT_PATH = Path(__file__).with_name("sandbox_tools.py")
 REMOTE_DIR = "/opt/srl-tools"
 REMOTE_SCRIPT = f"{REMOTE_DIR}/tools.py"
 REMOTE_STATE = "/tmp/.srl_tools_state"
 
-SCRIPT_TOOLS: frozenset[str] = frozenset(
-    {
-        "str_replace_editor",
-        "open",
-        "goto",
-        "scroll_up",
-        "scroll_down",
-        "create",
-        "edit",
-        "find_file",
-        "search_dir",
-        "search_file",
-        "submit",
-    }
-)
+# Derived from the one tool list (`trajectories.tools.TOOL_SPECS`): bash runs in the agent's shell,
+# every other tool in the script (as its function ``tool_<name>``).
 SHELL_TOOLS: frozenset[str] = frozenset({"bash"})
-SUPPORTED_TOOLS: frozenset[str] = SCRIPT_TOOLS | SHELL_TOOLS
+SUPPORTED_TOOLS: frozenset[str] = frozenset(TOOL_SPECS)
+SCRIPT_TOOLS: frozenset[str] = SUPPORTED_TOOLS - SHELL_TOOLS
 
 # Interpreters tried for the script, in order; the first with Python >= 3.9 wins. The system Python
 # comes first so the repository's own environment (possibly an old Python) does not matter.
@@ -64,7 +55,7 @@ INLINE_ARGS_LIMIT = 64_000  # bigger JSON arguments travel as a file (argv strin
 _TIMING_RE = re.compile(r"\n?__SRL_T_([0-9a-f]{8}) (\S*) (\S*)\n?\Z")
 
 
-class ToolRuntimeError(RuntimeError):
+class ToolRuntimeError(SrlSweError, RuntimeError):
     """The tools could not be installed or run in the sandbox."""
 
 

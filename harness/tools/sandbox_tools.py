@@ -22,13 +22,22 @@ error. Tools:
   file or the environment). Every one of them also takes the legacy raw form ``{"args": "<everything
   after the command name>"}`` that old SWE-agent trajectories record (``edit 1:2\\n...\\nend_of_edit``).
 
-State (open file, window position, settings) lives in a small JSON file outside the repository
+State (open file, window position, settings) lives in a small file outside the repository
 (``$SRL_TOOLS_STATE``, default ``/tmp/.srl_tools_state``, `marshal` format: no import cost); the
 editor's undo history lives next to it, one file per edited path, so ordinary calls never load it.
 
-The lint run after ``edit`` checks what the standard library can: syntax errors (flake8's E999) and
-indentation that is not a multiple of four (E111). SWE-agent's flake8 run also selects F821 / F822 / F831
-(undefined names, duplicate arguments) and E112 / E113 / E902; those are not checked here.
+The lint run after ``edit`` (Python files only; an edit that introduces an error is not applied, as in
+SWE-agent's ``edit_linting`` bundle) checks what the standard library can, in flake8's message form:
+syntax errors (E999), undefined names (F821: a conservative pyflakes rule built on `symtable`; names
+used at module level before their binding, names in string annotations and modules with a star import
+are not reported) and indentation that is not a multiple of four (E111). SWE-agent's flake8 run also
+selects F822 / F831 (undefined name in ``__all__``, duplicate argument) and E112 / E113 / E902; those are
+not checked here. ``# noqa`` comments are honoured as flake8 does.
+
+Why one long file: it is copied into the container as a single script and run with ``-I -S`` by
+whatever Python the image has (>= 3.9), so it can import nothing of srl-swe and no third-party package;
+the tools reproduce SWE-agent's exact observation texts, which is most of its length. The tools it offers
+are its ``tool_<name>`` functions; the host's list of tools is `trajectories.tools.TOOL_SPECS`.
 
 Python >= 3.9; keep imports lazy where they cost start-up time.
 """
@@ -414,10 +423,18 @@ def _open_abspath(state: State) -> str:
     return path
 
 
-def tool_scroll(state: State, direction: int) -> str:
+def _scroll(state: State, direction: int) -> str:
     wf = Window(state, shown_as=_open_abspath(state))
     wf.scroll_by(direction)
     return wf.render()
+
+
+def tool_scroll_up(state: State, args: dict) -> str:
+    return _scroll(state, -1)
+
+
+def tool_scroll_down(state: State, args: dict) -> str:
+    return _scroll(state, 1)
 
 
 def tool_create(state: State, args: dict) -> str:
@@ -577,6 +594,10 @@ def _f821(source: str, filename: str) -> list[tuple[int, int, str]]:
 
     Conservative: a name used at module level before its binding, names inside string annotations and
     modules with a star import are not reported (pyflakes would report some of them).
+
+    Longer than most functions here: most of it is the nested recursive `visit`, which walks the AST and
+    the matching `symtable` scopes together and closes over the names bound at module level (`defined`)
+    and the findings (`out`); split apart, those would have to be threaded through every call.
     """
     import ast
     import builtins
@@ -1211,20 +1232,11 @@ def _configure(state: State, args: dict) -> str:
     return ""
 
 
-TOOLS = {
-    "str_replace_editor": tool_str_replace_editor,
-    "open": tool_open,
-    "goto": tool_goto,
-    "scroll_up": lambda state, args: tool_scroll(state, -1),
-    "scroll_down": lambda state, args: tool_scroll(state, 1),
-    "create": tool_create,
-    "edit": tool_edit,
-    "find_file": tool_find_file,
-    "search_dir": tool_search_dir,
-    "search_file": tool_search_file,
-    "submit": tool_submit,
-    "_configure": _configure,
-}
+# The tools are this script's functions named ``tool_<name>``: no second list to keep in step with the
+# host's (`trajectories.tools.TOOL_SPECS`; tests/test_tools.py checks that the two agree). ``_configure``
+# is the runtime's own call (repository root, base commit, window settings), not a tool.
+TOOLS = {name[len("tool_") :]: fn for name, fn in list(globals().items()) if name.startswith("tool_")}
+TOOLS["_configure"] = _configure
 
 
 def run(tool: str, args: dict, state: State) -> tuple[str, int]:

@@ -10,11 +10,12 @@ from typing import Any
 from rich.console import Console
 
 from srl_agent.train.config import LoraOptions, _TrainCommon
+from trajectories.errors import SrlSweError
 
 console = Console(stderr=True, soft_wrap=True)
 
 
-class TrainError(RuntimeError):
+class TrainError(SrlSweError, RuntimeError):
     """A training run cannot start or continue; the message says why and what to do."""
 
 

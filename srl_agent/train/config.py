@@ -13,6 +13,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from srl_agent.models import DEFAULT_MODEL
+from trajectories.errors import SrlSweError
 
 
 class _Strict(BaseModel):
@@ -107,7 +108,7 @@ class SRLTrainConfig(_TrainCommon):
     clip_epsilon: float = Field(0.2, gt=0, description="PPO clip range")
     num_iterations: int = Field(1, ge=1)
     loss_type: str = "dapo"
-    reward_mode: str = Field("exact", description="harness.scoring.step_reward mode")
+    reward_mode: str = Field("exact", description="trajectories.scoring.step_reward mode")
     dynamic_sampling: DynamicSamplingOptions = Field(default_factory=DynamicSamplingOptions)
     use_vllm: bool = False
     vllm_mode: Literal["colocate", "server"] = "colocate"
@@ -158,7 +159,7 @@ class EvalStepsConfig(_Strict):
 C = TypeVar("C", bound=BaseModel)
 
 
-class ConfigError(ValueError):
+class ConfigError(SrlSweError, ValueError):
     """A config file or override is invalid; the message names the file and the field."""
 
 

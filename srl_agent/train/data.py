@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from trajectories.errors import SrlSweError
+
 if TYPE_CHECKING:
     from datasets import Dataset
     from transformers import PreTrainedTokenizerBase
@@ -17,7 +19,7 @@ if TYPE_CHECKING:
 REQUIRED_COLUMNS = ("prompt", "completion", "expert_action")
 
 
-class DataError(ValueError):
+class DataError(SrlSweError, ValueError):
     """The step-wise data set is missing, malformed or empty after filtering."""
 
 

@@ -1,7 +1,7 @@
 """`srl eval-steps`: how close a policy's actions are to the expert's on held-out steps.
 
 For each step of a split, the policy answers the step prompt once (greedy by default); the answer is
-scored with `harness.scoring.step_reward` against the expert action. Reported: mean step reward,
+scored with `trajectories.scoring.step_reward` against the expert action. Reported: mean step reward,
 format-error rate (answers that are not ``<think>...</think>`` + exactly one action), per tool.
 ``backend="expert"`` replays the expert's own answers (a sanity check: reward 1, no format errors).
 """
@@ -89,12 +89,12 @@ def _evaluate(config: EvalStepsConfig, policy: Any, progress: bool) -> EvalRepor
 
     from rich.progress import Progress
 
-    from harness.scoring import step_reward
     from srl_agent.models import load_tokenizer
     from srl_agent.policy import ScriptedPolicy
     from srl_agent.prompts import fit_prompt, prompt_token_count
     from srl_agent.train.data import load_split
     from trajectories.actions import ActionParseError, parse_answer
+    from trajectories.scoring import step_reward
 
     ds = load_split(config.dataset, config.split)
     if config.limit:

@@ -24,6 +24,7 @@ from trl import GRPOTrainer
 
 from srl_agent.policy import STOP
 from srl_agent.train.config import DynamicSamplingOptions
+from trajectories.errors import SrlSweError
 
 _LEFT_PADDED = {"prompt_ids": "pad", "prompt_mask": 0}
 _RIGHT_PADDED = {
@@ -38,7 +39,7 @@ _RIGHT_PADDED = {
 _PER_ROW = {"advantages"}
 
 
-class DynamicSamplingStall(RuntimeError):
+class DynamicSamplingStall(SrlSweError, RuntimeError):
     """Nearly every group has zero reward spread: there is nothing to learn from; stop, don't train on 0."""
 
 

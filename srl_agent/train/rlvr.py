@@ -1,8 +1,9 @@
 """`srl train rlvr`: GRPO where each rollout is a whole agent episode in a sandbox (after SRL).
 
-The reward of a rollout is `harness.scoring.outcome_reward(resolved, format_error)`: 1 when the
+The reward of a rollout is `trajectories.scoring.outcome_reward(resolved, format_error)`: 1 when the
 episode's final patch passes the task's tests, 0 when not, -1 on a format error. The episodes come
-from the agent loop (`srl_agent.agent`), which plugs in here as an `EpisodeRunner`:
+from the agent loop (`srl_agent.agent.run_loop` with the append-only chat format, played by
+`srl_agent.rlvr_runner`), which plugs in here as an `EpisodeRunner`:
 
     def runner(tasks: list[dict], trainer) -> list[EpisodeResult]: ...
 
@@ -20,8 +21,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
+from srl_agent.agent import EpisodeResult
+from srl_agent.rlvr_runner import make_episode_runner
 from srl_agent.train.common import (
     TrainError,
     check_resume,
@@ -37,35 +38,6 @@ from srl_agent.train.common import (
     training_args_common,
 )
 from srl_agent.train.config import RLVRTrainConfig, dump_config
-
-
-class EpisodeResult(BaseModel):
-    """One sandboxed episode, as the trainer needs it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    prompt_ids: list[int]
-    completion_ids: list[int]
-    env_mask: list[int] = Field(description="1 = token the policy wrote, 0 = observation / template token")
-    logprobs: list[float | None] | None = Field(
-        None, description="sampling logprobs of completion_ids (vLLM; None for observation tokens)"
-    )
-    resolved: bool | None = None
-    format_error: bool = False
-    tamper: list[str] = Field(default_factory=list, description="evidence when the patch was graded tamper")
-    trajectory_path: str | None = None
-
-    @model_validator(mode="after")
-    def _same_length(self) -> EpisodeResult:
-        if len(self.env_mask) != len(self.completion_ids):
-            raise ValueError(
-                f"env_mask has {len(self.env_mask)} entries for {len(self.completion_ids)} tokens"
-            )
-        if self.logprobs is not None and len(self.logprobs) != len(self.completion_ids):
-            raise ValueError(
-                f"logprobs has {len(self.logprobs)} entries for {len(self.completion_ids)} tokens"
-            )
-        return self
 
 
 class EpisodeRunner(Protocol):
@@ -146,7 +118,6 @@ def grpo_args(config: RLVRTrainConfig, device: str) -> Any:
 def default_episodes(config: RLVRTrainConfig) -> tuple[EpisodeRunner, list[dict[str, Any]]]:
     """The agent loop's episodes over `config.tasks` (a task source; default: the bundled pack)."""
     from envs.sources import load_tasks
-    from srl_agent.rlvr_runner import make_episode_runner
     from trajectories.prompting import build_messages
 
     loaded = load_tasks(config.tasks, repos=config.repos)

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trajectories.errors import SrlSweError
 from trajectories.schema import Trajectory
 
 
-class TrajectoryImportError(ValueError):
+class TrajectoryImportError(SrlSweError, ValueError):
     """A file could not be imported; says which file, where in it, and what was expected."""
 
     def __init__(self, file: str | Path, json_path: str, message: str, line: int | None = None):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 from trajectories.importers.base import Ctx, Imported, Node, SkippedStep, extract_issue, trajectory_id
@@ -100,102 +101,124 @@ def _action(event: Node, kind: str, args: Node) -> ToolCall | str:
     return f"unsupported_action: {kind}"
 
 
+@dataclass
+class _Walk:
+    """What the event walk collected: steps, skipped turns, notes, the task text, whether it finished."""
+
+    observations: dict[int, str]  # action event id -> the content of the observation it caused
+    steps: list[Step] = field(default_factory=list)
+    skipped: list[SkippedStep] = field(default_factory=list)
+    notes: Counter[str] = field(default_factory=Counter)
+    problem: str = ""
+    pending_thoughts: list[str] = field(default_factory=list)  # `think` events waiting for the next step
+    finished: bool = False
+
+
 def load_events(
     events: Node, ctx: Ctx, instance_id: str, raw: bytes | str, record: Node | None = None
 ) -> Imported:
-    items = events.items()
+    walk = _walk(events.items())
+    if not walk.steps:
+        raise events.fail("empty trajectory: no agent action that maps to a tool call")
+    problem, final_patch, exit_status, metadata = walk.problem, None, None, {"toolset": "editor"}
+    if record is not None:
+        problem, final_patch, exit_status = _record_fields(record, problem, metadata)
+    if exit_status is None:
+        exit_status = "finished" if walk.finished else None
+    traj = Trajectory(
+        instance_id=instance_id,
+        source_format=FORMAT,
+        trajectory_id=trajectory_id(instance_id, FORMAT, raw, ctx.line),
+        problem_statement=problem,
+        steps=walk.steps,
+        final_patch=final_patch,
+        exit_status=exit_status,
+        metadata=metadata,
+    )
+    return Imported(traj, walk.skipped, walk.notes)
+
+
+def _walk(items: list[Node]) -> _Walk:
+    """Every event in order: agent actions become steps, the rest skipped turns or notes."""
     observations: dict[int, str] = {}
     for ev in items:
         ev.expect(dict)
         cause = ev.opt("cause", int)
         if ev.has("observation") and cause is not None:
             observations[cause.value] = ev.text("content")
-
-    steps: list[Step] = []
-    skipped: list[SkippedStep] = []
-    notes: Counter[str] = Counter()
-    problem = ""
-    pending_thoughts: list[str] = []
-    finished = False
+    walk = _Walk(observations)
     for i, ev in enumerate(items):
         source = ev.text("source")
         kind = ev.opt("action", str)
         if kind is None:
-            obs = ev.text("observation")
-            if source == "agent" and obs == "error" and ev.opt("cause") is None:
-                skipped.append(SkippedStep(i, "agent_error", ev.text("content")[:200]))
-            elif not ev.has("observation"):
-                raise ev.fail("expected an 'action' or an 'observation' field")
-            elif ev.opt("cause") is None:
-                notes[f"ignored {obs or 'null'} observation"] += 1
-            continue
-        kind_s = kind.value
-        if source != "agent" or kind_s in _NOT_TURNS:
-            if source == "user" and kind_s == "message" and not problem:
-                problem = extract_issue(ev.req("args", dict).text("content") or ev.text("message"))
-            notes[f"ignored {source} {kind_s} event"] += 1
-            continue
-        args = ev.req("args", dict)
-        thought = args.text("thought")
-        if kind_s == "think":
-            pending_thoughts.append(thought)
-            notes["think merged into next step"] += 1
-            continue
-        if kind_s == "finish":
-            thought = thought or args.text("final_thought")
-            finished = True
-        action = _action(ev, kind_s, args)
-        if isinstance(action, str):
-            reason, _, detail = action.partition(": ")
-            skipped.append(SkippedStep(i, reason, detail))
-            continue
-        if pending_thoughts:
-            thought = "\n\n".join([*pending_thoughts, thought]).strip()
-            pending_thoughts = []
-        eid = ev.opt("id", int)
-        steps.append(
-            Step(
-                thought=thought.strip(),
-                action=action,
-                observation=observations.get(eid.value, "") if eid else "",
-            )
-        )
-    if not steps:
-        raise events.fail("empty trajectory: no agent action that maps to a tool call")
+            _observation_event(walk, i, ev, source)
+        else:
+            _action_event(walk, i, ev, source, kind.value)
+    return walk
 
-    metadata: dict[str, Any] = {"toolset": "editor"}
-    final_patch = exit_status = None
-    if record is not None:
-        inst = record.opt("instance", dict)
-        if inst is not None and inst.text("problem_statement"):
-            problem = inst.text("problem_statement")
-        elif record.text("instruction"):
-            problem = problem or extract_issue(record.text("instruction"))
-        tr = record.opt("test_result", dict)
-        if tr is not None:
-            final_patch = tr.text("git_patch") or None
-        err = record.opt("error")
-        exit_status = f"error: {err.value}" if err is not None else None
-        md = record.opt("metadata", dict)
-        if md is not None:
-            llm = md.opt("llm_config", dict)
-            if llm is not None and llm.text("model"):
-                metadata["model"] = llm.text("model")
-            if md.text("agent_class"):
-                metadata["agent_class"] = md.text("agent_class")
-    if exit_status is None:
-        exit_status = "finished" if finished else None
-    traj = Trajectory(
-        instance_id=instance_id,
-        source_format=FORMAT,
-        trajectory_id=trajectory_id(instance_id, FORMAT, raw, ctx.line),
-        problem_statement=problem,
-        steps=steps,
-        final_patch=final_patch,
-        exit_status=exit_status,
-        metadata=metadata,
-    )
-    return Imported(traj, skipped, notes)
+
+def _observation_event(walk: _Walk, i: int, ev: Node, source: str) -> None:
+    """An observation nobody's action caused: a rejected tool call (skipped) or a state change (noted)."""
+    obs = ev.text("observation")
+    if source == "agent" and obs == "error" and ev.opt("cause") is None:
+        walk.skipped.append(SkippedStep(i, "agent_error", ev.text("content")[:200]))
+    elif not ev.has("observation"):
+        raise ev.fail("expected an 'action' or an 'observation' field")
+    elif ev.opt("cause") is None:
+        walk.notes[f"ignored {obs or 'null'} observation"] += 1
+
+
+def _action_event(walk: _Walk, i: int, ev: Node, source: str, kind: str) -> None:
+    """An action event: a step, a thought kept for the next step, a skipped turn, or an ignored event."""
+    if source != "agent" or kind in _NOT_TURNS:
+        if source == "user" and kind == "message" and not walk.problem:
+            walk.problem = extract_issue(ev.req("args", dict).text("content") or ev.text("message"))
+        walk.notes[f"ignored {source} {kind} event"] += 1
+        return
+    args = ev.req("args", dict)
+    thought = args.text("thought")
+    if kind == "think":
+        walk.pending_thoughts.append(thought)
+        walk.notes["think merged into next step"] += 1
+        return
+    if kind == "finish":
+        thought = thought or args.text("final_thought")
+        walk.finished = True
+    action = _action(ev, kind, args)
+    if isinstance(action, str):
+        reason, _, detail = action.partition(": ")
+        walk.skipped.append(SkippedStep(i, reason, detail))
+        return
+    if walk.pending_thoughts:
+        thought = "\n\n".join([*walk.pending_thoughts, thought]).strip()
+        walk.pending_thoughts = []
+    eid = ev.opt("id", int)
+    observation = walk.observations.get(eid.value, "") if eid else ""
+    walk.steps.append(Step(thought=thought.strip(), action=action, observation=observation))
+
+
+def _record_fields(
+    record: Node, problem: str, metadata: dict[str, Any]
+) -> tuple[str, str | None, str | None]:
+    """(problem statement, final patch, exit status) of a benchmark output record; its model and agent
+    class go into `metadata`."""
+    inst = record.opt("instance", dict)
+    if inst is not None and inst.text("problem_statement"):
+        problem = inst.text("problem_statement")
+    elif record.text("instruction"):
+        problem = problem or extract_issue(record.text("instruction"))
+    tr = record.opt("test_result", dict)
+    final_patch = (tr.text("git_patch") or None) if tr is not None else None
+    err = record.opt("error")
+    exit_status = f"error: {err.value}" if err is not None else None
+    md = record.opt("metadata", dict)
+    if md is not None:
+        llm = md.opt("llm_config", dict)
+        if llm is not None and llm.text("model"):
+            metadata["model"] = llm.text("model")
+        if md.text("agent_class"):
+            metadata["agent_class"] = md.text("agent_class")
+    return problem, final_patch, exit_status
 
 
 def load(data: Any, ctx: Ctx, stem: str, raw: bytes | str) -> list[Imported]:

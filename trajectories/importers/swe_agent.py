@@ -106,69 +106,19 @@ def load(data: Any, ctx: Ctx, stem: str, raw: bytes) -> list[Imported]:
     info = root.opt("info", dict)
     rc = _replay_config(root)
 
-    calls = [
-        m
-        for m in history_items
-        if m.expect(dict).text("role") == "assistant"
-        and not m.value.get("is_demo")
-        and m.has("tool_calls")
-        and m.value["tool_calls"]
-    ]
+    calls = _history_calls(history_items)
     layout = "function_calling" if calls else "old"
-    notes: Counter[str] = Counter()
-    if calls and len(calls) != len(steps_in):
-        # a run cut short records its last step(s) in only one of the two lists: use what is there
-        if len(calls) < len(steps_in):
-            notes[
-                f"{len(steps_in) - len(calls)} trajectory step(s) without a history tool call: read from the action text"
-            ] += 1
-        else:
-            notes[
-                f"{len(calls) - len(steps_in)} history tool call(s) without a trajectory step: left out"
-            ] += 1
+    notes = _length_notes(len(calls), len(steps_in))
     tools = _recorded_tools(rc, legacy=layout == "old")
     names = {t.name for t in tools} if tools else None
-
-    steps: list[Step] = []
-    for i, node in enumerate(steps_in):
-        node.expect(dict)
-        raw_action = node.req("action", str).value
-        if calls and i < len(calls):
-            tcs = calls[i].req("tool_calls", list).items()
-            if len(tcs) != 1:
-                raise calls[i].fail(f"expected exactly one tool call per step, got {len(tcs)}", "tool_calls")
-            action = tool_call_to_action(tcs[0].expect(dict))
-        elif calls:
-            action = _text_call(raw_action, tools)
-        else:
-            action = legacy_call(raw_action, names)
-        et = node.opt("execution_time", (int, float))
-        steps.append(
-            Step(
-                thought=node.text("thought").strip(),
-                action=action,
-                observation=node.text("observation"),
-                raw_action=raw_action if raw_action != plain_command(action) else None,
-                execution_time=float(et.value) if et is not None else None,
-            )
-        )
+    steps = [
+        _step(node, calls[i] if i < len(calls) else None, bool(calls), tools, names)
+        for i, node in enumerate(steps_in)
+    ]
     if not steps:
         raise root.fail("empty trajectory: expected at least one step", "trajectory")
 
-    instance_id = stem
-    metadata: dict[str, Any] = {"layout": layout}
-    if rc is not None:
-        ps = rc.opt("problem_statement", dict)
-        if ps is not None and ps.text("id"):
-            instance_id = ps.text("id")
-        env = rc.opt("env", dict)
-        if env is not None:
-            dep = env.opt("deployment", dict)
-            if dep is not None and dep.text("image"):
-                metadata["image"] = dep.text("image")
-            repo = env.opt("repo", dict)
-            if repo is not None and repo.text("base_commit"):
-                metadata["base_commit"] = repo.text("base_commit")
+    instance_id, metadata = _run_metadata(rc, stem, layout)
     metadata["toolset"] = (  # the closest named toolset (the prompt uses `tools` when recorded)
         "swe_agent_legacy" if layout == "old" else infer_toolset({s.action.name for s in steps})
     )
@@ -187,6 +137,82 @@ def load(data: Any, ctx: Ctx, stem: str, raw: bytes) -> list[Imported]:
         metadata=metadata,
     )
     return [Imported(traj, notes=notes)]
+
+
+def _history_calls(history: list[Node]) -> list[Node]:
+    """The assistant messages of ``history`` that carry tool calls (demonstrations left out)."""
+    return [
+        m
+        for m in history
+        if m.expect(dict).text("role") == "assistant"
+        and not m.value.get("is_demo")
+        and m.has("tool_calls")
+        and m.value["tool_calls"]
+    ]
+
+
+def _length_notes(n_calls: int, n_steps: int) -> Counter[str]:
+    """A note when the history's tool calls and the trajectory's steps differ in number."""
+    notes: Counter[str] = Counter()
+    if n_calls and n_calls != n_steps:
+        # a run cut short records its last step(s) in only one of the two lists: use what is there
+        if n_calls < n_steps:
+            notes[
+                f"{n_steps - n_calls} trajectory step(s) without a history tool call: read from the action text"
+            ] += 1
+        else:
+            notes[f"{n_calls - n_steps} history tool call(s) without a trajectory step: left out"] += 1
+    return notes
+
+
+def _step(
+    node: Node,
+    call: Node | None,
+    function_calling: bool,
+    tools: list[ToolSpec] | None,
+    names: set[str] | None,
+) -> Step:
+    """One ``trajectory`` entry as a Step; its action from `call` (the matching history message with
+    tool calls) when there is one, else from its action text."""
+    node.expect(dict)
+    raw_action = node.req("action", str).value
+    if call is not None:
+        tcs = call.req("tool_calls", list).items()
+        if len(tcs) != 1:
+            raise call.fail(f"expected exactly one tool call per step, got {len(tcs)}", "tool_calls")
+        action = tool_call_to_action(tcs[0].expect(dict))
+    elif function_calling:
+        action = _text_call(raw_action, tools)
+    else:
+        action = legacy_call(raw_action, names)
+    et = node.opt("execution_time", (int, float))
+    return Step(
+        thought=node.text("thought").strip(),
+        action=action,
+        observation=node.text("observation"),
+        raw_action=raw_action if raw_action != plain_command(action) else None,
+        execution_time=float(et.value) if et is not None else None,
+    )
+
+
+def _run_metadata(rc: Node | None, stem: str, layout: str) -> tuple[str, dict[str, Any]]:
+    """(instance id, metadata: layout, image, base commit) from the run's ``replay_config``."""
+    instance_id = stem
+    metadata: dict[str, Any] = {"layout": layout}
+    if rc is None:
+        return instance_id, metadata
+    ps = rc.opt("problem_statement", dict)
+    if ps is not None and ps.text("id"):
+        instance_id = ps.text("id")
+    env = rc.opt("env", dict)
+    if env is not None:
+        dep = env.opt("deployment", dict)
+        if dep is not None and dep.text("image"):
+            metadata["image"] = dep.text("image")
+        repo = env.opt("repo", dict)
+        if repo is not None and repo.text("base_commit"):
+            metadata["base_commit"] = repo.text("base_commit")
+    return instance_id, metadata
 
 
 def _recorded_tools(rc: Node | None, legacy: bool) -> list[ToolSpec] | None:

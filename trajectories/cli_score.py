@@ -19,7 +19,10 @@ import typer
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 
-class Prediction(BaseModel):
+class StepPrediction(BaseModel):
+    """One predicted answer for one step of a step-wise data set (not a SWE-bench patch prediction:
+    that is `harness.predictions.Prediction`)."""
+
     model_config = ConfigDict(extra="forbid")
 
     trajectory_id: str | None = None
@@ -28,19 +31,19 @@ class Prediction(BaseModel):
     prediction: str
 
     @model_validator(mode="after")
-    def _has_id(self) -> Prediction:
+    def _has_id(self) -> StepPrediction:
         if self.trajectory_id is None and self.instance_id is None:
             raise ValueError("needs 'trajectory_id' or 'instance_id'")
         return self
 
 
-def read_predictions(path: Path) -> list[Prediction]:
+def read_predictions(path: Path) -> list[StepPrediction]:
     out = []
     for n, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            out.append(Prediction.model_validate_json(line))
+            out.append(StepPrediction.model_validate_json(line))
         except ValidationError as exc:
             err = exc.errors()[0]
             loc = ".".join(map(str, err["loc"])) or "<root>"
@@ -86,9 +89,11 @@ def _load_rows(dataset: Path, split: str) -> list[dict[str, Any]]:
     return ds.select_columns(cols).to_list()
 
 
-def score_predictions(rows: list[dict[str, Any]], predictions: list[Prediction], mode: str) -> dict[str, Any]:
+def score_predictions(
+    rows: list[dict[str, Any]], predictions: list[StepPrediction], mode: str
+) -> dict[str, Any]:
     """Rewards of `predictions` against data set `rows`; a summary dict (also used by tests)."""
-    from harness.scoring import FORMAT_ERROR_REWARD, step_reward
+    from trajectories.scoring import FORMAT_ERROR_REWARD, step_reward
 
     by_tid = {(r["trajectory_id"], r["step"]): r for r in rows}
     by_iid: dict[tuple[str, int], list[dict]] = defaultdict(list)
