@@ -13,6 +13,8 @@ from pathlib import Path
 
 import typer
 
+from harness import cli_task_options as opt
+
 task_app = typer.Typer(no_args_is_help=True)
 
 TASKS_OPTION = typer.Option(
@@ -278,40 +280,22 @@ def validate(
         raise typer.Exit(1)
 
 
-# `mine` and `synth` are long mostly through their option declarations (the docstring is the help text).
 @task_app.command("mine")
 def mine(
-    repo: str = typer.Argument(
-        None, help="Repo whose history to mine: a checkout, a .bundle file or a URL (or use --pypi)."
-    ),
-    pypi: str = typer.Option(
-        None, "--pypi", help="Mine the releases of this package on the index instead of a git history."
-    ),
-    versions: str = typer.Option(
-        "..", "--versions", help="With --pypi: the release range A..B (inclusive; either side may be empty)."
-    ),
-    pre: bool = typer.Option(False, "--pre", help="With --pypi: include pre-releases."),
-    since: str = typer.Option(None, "--since", help="Only commits after REV (REV..HEAD)."),
-    rev: str = typer.Option("HEAD", "--rev", help="Walk history from this revision."),
-    max_tasks: int = typer.Option(10, "--max", min=1, help="Stop after N tasks pass validation."),
-    max_commits: int = typer.Option(500, "--max-commits", help="Look at no more than N commits."),
-    out: Path = typer.Option(
-        Path("runs/mined"), "--out", help="Task pack directory to write <id>.yaml files to."
-    ),
-    name: str = typer.Option(None, "--name", help="Repo name owner/name (default: from the file name)."),
-    pip: list[str] = typer.Option(None, "--pip", help="Test requirement (repeatable; default: pytest)."),
-    install: list[str] = typer.Option(
-        None, "--install", help="Install command (repeatable; default: pip install -e .)."
-    ),
-    runs: int = typer.Option(
-        2,
-        "--runs",
-        min=1,
-        help="Runs per candidate; tests whose status or id changes between runs are dropped.",
-    ),
-    copy_repo: bool = typer.Option(
-        True, "--copy-repo/--no-copy-repo", help="Copy a .bundle into OUT/repos/."
-    ),
+    repo: opt.RepoArg = None,
+    pypi: opt.MinePypi = None,
+    versions: opt.Versions = "..",
+    pre: opt.Pre = False,
+    since: opt.Since = None,
+    rev: opt.Rev = "HEAD",
+    max_tasks: opt.MaxTasks = 10,
+    max_commits: opt.MaxCommits = 500,
+    out: opt.MineOut = Path("runs/mined"),
+    name: opt.RepoName = None,
+    pip: opt.Pip = None,
+    install: opt.Install = None,
+    runs: opt.MineRuns = 2,
+    copy_repo: opt.CopyRepo = True,
 ) -> None:
     """Mine tasks from history: commits changing source and tests become candidates; those with tests
     that fail before the non-test diff and pass after it are written as a task pack.
@@ -369,26 +353,16 @@ def mine(
 
 @task_app.command("synth")
 def synth(
-    pypi: str = typer.Option(
-        ..., "--pypi", help="The release to mutate: NAME==VERSION (its sdist ships tests)."
-    ),
-    n: int = typer.Option(5, "-n", "--n", min=1, help="Stop after N kept tasks."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the order in which mutation sites are tried."),
-    out: Path = typer.Option(
-        Path("runs/synth"), "--out", help="Task pack directory for the <id>.yaml files."
-    ),
-    max_tries: int = typer.Option(100, "--max-tries", min=1, help="Try at most M mutations."),
-    pip: list[str] = typer.Option(None, "--pip", help="Test requirement (repeatable; default: pytest)."),
-    install: list[str] = typer.Option(
-        None, "--install", help="Install command (repeatable; default: pip install -e .)."
-    ),
-    kind: list[str] = typer.Option(None, "--kind", help="Only these mutation kinds (repeatable)."),
-    baseline_runs: int = typer.Option(
-        1, "--baseline-runs", min=1, help="Run the suite N times on the original; flaky tests are left out."
-    ),
-    max_broken: float = typer.Option(
-        0.5, "--max-broken", min=0.0, max=1.0, help="Reject mutations breaking more than this share of tests."
-    ),
+    pypi: opt.SynthPypi,
+    n: opt.SynthN = 5,
+    seed: opt.Seed = 0,
+    out: opt.SynthOut = Path("runs/synth"),
+    max_tries: opt.MaxTries = 100,
+    pip: opt.Pip = None,
+    install: opt.Install = None,
+    kind: opt.Kinds = None,
+    baseline_runs: opt.BaselineRuns = 1,
+    max_broken: opt.MaxBroken = 0.5,
 ) -> None:
     """Synthesize tasks from a release: mutate one function at a time (swap an operator, invert a
     condition, shift a bound, drop a statement, swap arguments, change a constant) and keep the mutations
