@@ -357,11 +357,32 @@ def run_episode(
         traj.exit_status, traj.metadata["error"] = "error", end.error
         if path is not None:
             save_trajectory(traj, path)
+    return graded_result(
+        spec, traj, end, grade_it=cfg.grade and end.status != "error", model=model_name, client=client,
+        eval_dir=out_dir / "eval" if out_dir is not None else None, path=path, started=started,
+    )  # fmt: skip
+
+
+def graded_result(
+    spec: TaskSpec,
+    traj: Trajectory,
+    end: Ending,
+    *,
+    grade_it: bool,
+    model: str,
+    client: Any,
+    eval_dir: Path | None,
+    path: Path | None,
+    started: float,
+    **tokens: Any,
+) -> EpisodeResult:
+    """The end of every episode: grade its final diff when `grade_it` (`grade_patch`), record the outcome on
+    the trajectory (saved again at `path`) and return the one result type (`tokens`: the RLVR token view)."""
     report: InstanceReport | None = None
-    if cfg.grade and end.status != "error":
-        report = grade_patch(spec, end.patch, model=model_name, client=client,
-                             eval_dir=out_dir / "eval" if out_dir is not None else None)  # fmt: skip
+    if grade_it:
+        report = grade_patch(spec, end.patch, model=model, client=client, eval_dir=eval_dir)
         traj.resolved = report.resolved
+        traj.metadata["grade"] = {"status": report.status, "tamper": [str(e) for e in report.tamper]}
         if path is not None:
             save_trajectory(traj, path)
     return EpisodeResult(
@@ -376,6 +397,7 @@ def run_episode(
         trajectory_path=str(path) if path else None,
         duration_s=round(time.monotonic() - started, 3),
         error=end.error,
+        **tokens,
     )
 
 

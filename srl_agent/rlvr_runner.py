@@ -29,10 +29,9 @@ from srl_agent.agent import (
     EpisodeResult,
     PolicyError,
     TokenLimit,
-    grade_patch,
+    graded_result,
     open_task_sandbox,
     run_loop,
-    save_trajectory,
 )
 from srl_agent.policy import STOP
 from trajectories.prompting import observation_message  # noqa: F401  (re-exported: its earlier home)
@@ -141,29 +140,11 @@ def play_chat_episode(
     path = out_dir / f"{spec.instance_id}-{tag}.srl.jsonl" if out_dir is not None else None
     with open_task_sandbox(spec, image, step_timeout, kind="rlvr", client=client) as sb:
         end = run_loop(sb, policy, AppendOnlyChat(toolset, max_obs_tokens), traj, cfg, save_to=path)
-    resolved: bool | None = None
-    tamper: list[str] = []
-    if grade and end.status not in ("format_error", "error"):
-        eval_dir = out_dir / "eval" / tag if out_dir is not None else None
-        report = grade_patch(spec, end.patch, model="rlvr", client=client, eval_dir=eval_dir)
-        resolved, tamper = report.resolved, [str(e) for e in report.tamper]
-        traj.metadata["grade"] = {"status": report.status, "tamper": tamper}
-        traj.resolved = resolved
-        if path is not None:
-            save_trajectory(traj, path)
-    return EpisodeResult(
-        instance_id=spec.instance_id,
-        exit_status=end.status,
-        steps=len(traj.steps),
-        format_errors=end.format_errors,
-        patch=end.patch,
-        resolved=resolved,
-        tamper=tamper,
-        trajectory_path=str(path) if path else None,
-        duration_s=round(time.monotonic() - started, 3),
-        error=end.error,
-        **policy.tokens(),
-    )
+    return graded_result(
+        spec, traj, end, grade_it=grade and end.status not in ("format_error", "error"), model="rlvr",
+        client=client, eval_dir=out_dir / "eval" / tag if out_dir is not None else None, path=path,
+        started=started, **policy.tokens(),
+    )  # fmt: skip
 
 
 def _without_trailing_specials(ids: list[int], tokenizer: Any) -> list[int]:

@@ -90,13 +90,14 @@ def image_tags(
 _probed: dict[str, str] = {}
 
 
-def image_python(client: docker.DockerClient, image: str) -> str:
-    """``major.minor`` of ``python3`` in `image` (asked once per image id, in a throwaway container)."""
+def image_python_full(client: docker.DockerClient, image: str) -> str:
+    """The full version (``3.11.2``) of ``python3`` in `image` (asked once per image id, in a throwaway
+    container)."""
     iid = base_image_id(client, image)
     if iid not in _probed:
         out = client.containers.run(
             image,
-            ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            ["python3", "-c", "import platform; print(platform.python_version())"],
             remove=True,
             network_mode="none",
             labels=labels(kind="probe"),
@@ -105,20 +106,9 @@ def image_python(client: docker.DockerClient, image: str) -> str:
     return _probed[iid]
 
 
-def image_python_full(client: docker.DockerClient, image: str) -> str:
-    """The full version (``3.11.2``) of ``python3`` in `image` (asked once per image id)."""
-    iid = base_image_id(client, image)
-    key = iid + ":full"
-    if key not in _probed:
-        out = client.containers.run(
-            image,
-            ["python3", "-c", "import platform; print(platform.python_version())"],
-            remove=True,
-            network_mode="none",
-            labels=labels(kind="probe"),
-        )
-        _probed[key] = out.decode().strip()
-    return _probed[key]
+def image_python(client: docker.DockerClient, image: str) -> str:
+    """``major.minor`` of ``python3`` in `image` (from the one probe of `image_python_full`)."""
+    return ".".join(image_python_full(client, image).split(".")[:2])
 
 
 def base_for(spec: TaskSpec, client: docker.DockerClient, log: Log | None = None) -> tuple[str, str]:
