@@ -117,34 +117,13 @@ def check_costs_cpu(one, image: str, rounds: int = 7) -> dict[str, tuple[float, 
     """CPU seconds (and wall seconds) of the test command in one container, on the graded tree (gold and
     test patch applied), with no runtime check, the audit hook, the canary tests, both: medians of
     ``rounds`` interleaved rounds. CPU time does not grow with the load of a shared machine."""
-    import base64
-    import shlex
-
     from harness.audit_hook import audit_hook_source
     from harness.tamper import canary_tests
 
     canary = canary_tests(one.test_command(), one.tests_to_run(), one.log_parser)
     hook = audit_hook_source("/tmp/srl-audit-bench.log", "/tmp/srl-results-bench.xml")
-    b64 = lambda text: base64.b64encode(text.encode()).decode()  # noqa: E731
-    script = (
-        "set -e; cd /testbed; "
-        f"echo {b64(one.patch)} | base64 -d | git apply; echo {b64(one.test_patch)} | base64 -d | git apply; "
-        "SP=$(cd / && python -I -c \"import sysconfig; print(sysconfig.get_paths()['purelib'])\"); "
-        f"echo {b64(hook)} | base64 -d > $SP/_srl_audit_bench.py; "
-        + (f"echo {b64(canary.source())} | base64 -d > {canary.file}; " if canary else "")
-        + f"echo {b64(_CPU_SCRIPT)} | base64 -d > /tmp/cpu.py; set +e; "
-        f"python -S /tmp/cpu.py $SP {shlex.quote(one.test_command())} /tmp/srl-results-bench.xml "
-        f"{canary.file if canary else ''} {rounds}"
-    )
-    out = subprocess.run(
-        ["docker", "run", "--rm", "--label", "srl-swe=1", "--network", "none", "-w", "/testbed", image, "bash", "-c", script],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    costs = {}
-    for line in out.splitlines():
-        *name, cpu, wall = line.split()
-        costs[" ".join(name)] = (float(cpu), float(wall))
-    return costs
+    args = f"/tmp/srl-results-bench.xml {canary.file if canary else ''} {rounds}"
+    return _cpu_costs(image, one, hook, canary, _CPU_SCRIPT, args)
 
 
 _CPU_SCRIPT_UT = r"""
@@ -189,7 +168,6 @@ def unittest_task(tasks: list, images: dict[str, str]):
 def check_costs_cpu_unittest(ut, image: str, rounds: int = 7) -> dict[str, tuple[float, float]]:
     """As `check_costs_cpu`, for a task run by ``python -m unittest``: the audit hook keeping the result
     record (its result methods wrapped), the canary TestCase module (its label appended), both."""
-    import base64
     import shlex
 
     from harness.audit_hook import audit_hook_source
@@ -198,15 +176,25 @@ def check_costs_cpu_unittest(ut, image: str, rounds: int = 7) -> dict[str, tuple
     canary = canary_tests(ut.test_command(), ut.tests_to_run(), ut.log_parser)
     assert canary is not None and canary.argument, ut.test_command()
     hook = audit_hook_source("/tmp/srl-audit-bench.log", None, "unittest", "/tmp/srl-record-bench.tsv")
+    return _cpu_costs(image, ut, hook, canary, _CPU_SCRIPT_UT, f"{shlex.quote(canary.argument)} {rounds}")
+
+
+def _cpu_costs(image: str, spec, hook: str, canary, cpu_script: str, args: str) -> dict[str, tuple[float, float]]:
+    """Run `cpu_script` in one container of `image` on the graded tree (the spec's gold and test patch
+    applied, the audit hook module in site-packages, the canary file written): ``python -S cpu.py SP
+    TEST_COMMAND ARGS`` prints ``name cpu wall`` lines, returned as {name: (cpu, wall)}."""
+    import base64
+    import shlex
+
     b64 = lambda text: base64.b64encode(text.encode()).decode()  # noqa: E731
     script = (
         "set -e; cd /testbed; "
-        f"echo {b64(ut.patch)} | base64 -d | git apply; echo {b64(ut.test_patch)} | base64 -d | git apply; "
+        f"echo {b64(spec.patch)} | base64 -d | git apply; echo {b64(spec.test_patch)} | base64 -d | git apply; "
         "SP=$(cd / && python -I -c \"import sysconfig; print(sysconfig.get_paths()['purelib'])\"); "
         f"echo {b64(hook)} | base64 -d > $SP/_srl_audit_bench.py; "
-        f"echo {b64(canary.source())} | base64 -d > {canary.file}; "
-        f"echo {b64(_CPU_SCRIPT_UT)} | base64 -d > /tmp/cpu.py; set +e; "
-        f"python -S /tmp/cpu.py $SP {shlex.quote(ut.test_command())} {shlex.quote(canary.argument)} {rounds}"
+        + (f"echo {b64(canary.source())} | base64 -d > {canary.file}; " if canary else "")
+        + f"echo {b64(cpu_script)} | base64 -d > /tmp/cpu.py; set +e; "
+        f"python -S /tmp/cpu.py $SP {shlex.quote(spec.test_command())} {args}"
     )
     out = subprocess.run(
         ["docker", "run", "--rm", "--label", "srl-swe=1", "--network", "none", "-w", "/testbed", image, "bash", "-c", script],
