@@ -88,11 +88,31 @@ class LoadResult:
         return {t.instance_id: t for t in self.tasks}
 
     def get(self, instance_id: str) -> TaskSpec:
-        for t in self.tasks:
-            if t.instance_id == instance_id:
-                return t
-        known = ", ".join(sorted(t.instance_id for t in self.tasks)[:10])
-        raise KeyError(f"no task {instance_id!r} in this source (known: {known or 'none'})")
+        return self.select([instance_id])[0]
+
+    def select(self, ids: list[str]) -> list[TaskSpec]:
+        """The tasks named by `ids`, in that order (all of them when `ids` is empty); `UnknownTaskIds`
+        names every id the source lacks and the first ten it has."""
+        if not ids:
+            return list(self.tasks)
+        known = self.by_id()
+        missing = [i for i in ids if i not in known]
+        if missing:
+            raise UnknownTaskIds(missing, sorted(known))
+        return [known[i] for i in ids]
+
+
+class UnknownTaskIds(SrlSweError, KeyError):
+    """Task ids asked for that the loaded source does not have."""
+
+    def __init__(self, missing: list[str], known: list[str]):
+        self.missing, self.known = missing, known
+        super().__init__(
+            f"unknown task id(s): {', '.join(missing)} (known: {', '.join(known[:10]) or 'none'})"
+        )
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
 
 
 class TaskSourceError(SrlSweError, ValueError):

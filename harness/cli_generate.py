@@ -88,7 +88,7 @@ def generate(
 def _tasks_with_gold(tasks: str | None, instance: list[str] | None, console: Any) -> list:
     """The tasks of the source (only `instance` when given) that have a gold patch; exit 2 with the
     reason when there are none or an id is unknown."""
-    from envs.sources import TaskSourceError, load_tasks
+    from envs.sources import TaskSourceError, UnknownTaskIds, load_tasks
 
     try:
         loaded = load_tasks(tasks)
@@ -97,18 +97,11 @@ def _tasks_with_gold(tasks: str | None, instance: list[str] | None, console: Any
         raise typer.Exit(2) from None
     for err in loaded.errors:
         console.print(f"[yellow]skipped task:[/] {err}", highlight=False)
-    specs = loaded.tasks
-    if instance:
-        known = loaded.by_id()
-        missing = [i for i in instance if i not in known]
-        if missing:
-            console.print(
-                f"[red]error:[/] --instance: no task {', '.join(missing)} in {tasks or 'examples'} "
-                f"(known: {', '.join(sorted(known)[:10])})",
-                highlight=False,
-            )
-            raise typer.Exit(2)
-        specs = [known[i] for i in instance]
+    try:
+        specs = loaded.select(instance or [])
+    except UnknownTaskIds as exc:
+        console.print(f"[red]error:[/] --instance: {exc}, in {tasks or 'examples'}", highlight=False)
+        raise typer.Exit(2) from None
     specs = [s for s in specs if s.patch.strip()]
     if not specs:
         console.print(f"[red]error:[/] --tasks: no task with a gold patch in {tasks or 'examples'}")

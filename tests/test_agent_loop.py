@@ -173,28 +173,46 @@ def scripted_generate(tokenizer, answers, logprob=None):
     return gen, seen
 
 
+def after_prefill(answer: str) -> str:
+    """What the model writes: the answer minus the prefill its turn was opened with."""
+    from srl_agent.prompts import THINK_PREFILL
+
+    assert answer.startswith(THINK_PREFILL)
+    return answer[len(THINK_PREFILL) :]
+
+
 def test_chat_tokens_record_masks_and_logprobs_of_a_whole_episode(tokenizer):
+    from srl_agent.prompts import THINK_PREFILL
     from srl_agent.rlvr_runner import ChatTokens
 
     answers = [bash("cat notes.txt"), bash("echo '# touched' >> notes.txt"), SUBMIT]
-    gen, seen = scripted_generate(tokenizer, answers, logprob=-0.5)
+    gen, seen = scripted_generate(tokenizer, [after_prefill(a) for a in answers], logprob=-0.5)
     policy = ChatTokens(gen, tokenizer, max_completion_tokens=100_000)
     end, traj, _, _ = episode(policy, AgentConfig(max_format_errors=1), AppendOnlyChat("bash_only"))
     assert end.status == "submitted" and "+# touched" in end.patch
+    assert [s.thought for s in traj.steps] == ["Next.", "Next.", "Done."]  # the prefill opened each answer
     tok = policy.tokens()
     assert tok["logprobs"] == [-0.5 if m else None for m in tok["env_mask"]]
-    for i, ids in enumerate(seen):  # every call saw exactly the growing sequence
+    for i, ids in enumerate(seen):  # every call saw exactly the growing sequence, ending in the prefill
         assert ids == tok["prompt_ids"] + tok["completion_ids"][: len(ids) - len(tok["prompt_ids"])]
+        assert tokenizer.decode(ids).endswith(THINK_PREFILL)
         assert i == 0 or len(ids) > len(seen[i - 1])
     written = [t for t, m in zip(tok["completion_ids"], tok["env_mask"], strict=True) if m]
-    assert written == sum((tokenizer(a, add_special_tokens=False)["input_ids"] for a in answers), [])
+    assert written == sum(
+        (tokenizer(after_prefill(a), add_special_tokens=False)["input_ids"] for a in answers), []
+    )
     assert 0 in tok["env_mask"]
+    # without a prefill the model writes the whole answer
+    gen, seen = scripted_generate(tokenizer, answers)
+    policy = ChatTokens(gen, tokenizer, max_completion_tokens=100_000, prefill="")
+    end, _, _, _ = episode(policy, AgentConfig(max_format_errors=1), AppendOnlyChat("bash_only"))
+    assert end.status == "submitted" and not tokenizer.decode(seen[0]).endswith(THINK_PREFILL)
 
 
 def test_chat_tokens_budget_ends_with_token_limit_and_a_malformed_answer_with_format_error(tokenizer):
     from srl_agent.rlvr_runner import ChatTokens
 
-    gen, _ = scripted_generate(tokenizer, [bash("echo x >> notes.txt")] * 5)
+    gen, _ = scripted_generate(tokenizer, [after_prefill(bash("echo x >> notes.txt"))] * 5)
     policy = ChatTokens(gen, tokenizer, max_completion_tokens=60)
     end, traj, _, _ = episode(policy, AgentConfig(max_format_errors=1), AppendOnlyChat("bash_only"))
     assert end.status == "token_limit" and traj.steps and "+x" in end.patch

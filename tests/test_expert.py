@@ -274,6 +274,24 @@ def test_bad_task_source_is_a_clear_cli_error(tmp_path: Path):
     assert res.exit_code == 2 and "--tasks" in said and "no such file or directory" in said
 
 
+def test_unknown_instance_is_one_error_for_generate_and_task_show(tmp_path: Path):
+    from envs.sources import UnknownTaskIds, load_tasks
+    from srl_agent.cli import app
+
+    loaded = load_tasks(None)
+    first = loaded.tasks[0].instance_id
+    assert [t.instance_id for t in loaded.select([first])] == [first]
+    with pytest.raises(UnknownTaskIds) as info:
+        loaded.select([first, "nope__x-1", "nope__y-2"])
+    assert info.value.missing == ["nope__x-1", "nope__y-2"] and first in str(info.value)
+    gen = CliRunner().invoke(app, ["traj", "generate", "--instance", "nope__x-1", "--out", str(tmp_path)])
+    show = CliRunner().invoke(app, ["task", "show", "nope__x-1"])
+    for res in (gen, show):
+        said = " ".join(res.output.split())
+        assert res.exit_code == 2 and "unknown task id(s): nope__x-1" in said and first in said
+    assert "--instance" in " ".join(gen.output.split())
+
+
 # ---------------------------------------------------------------------------------- docker tier
 
 

@@ -17,6 +17,7 @@ from srl_agent.policy import (
     cut_after_first_action,
     load_policy,
 )
+from srl_agent.prompts import THINK_PREFILL
 from trajectories.actions import format_answer, parse_answer, render_action
 from trajectories.schema import ToolCall, Trajectory
 from trajectories.scoring import step_reward
@@ -106,6 +107,12 @@ def test_transformers_policy_batches_and_stops_at_the_first_action(tiny, monkeyp
     assert greedy == policy.generate([MSGS], max_new_tokens=8, temperature=0)
     # a random model writes no well-formed answer: the step reward says so
     assert step_reward(greedy[0], render_action(LS)) == -1.0
+    # answers open with the prefill, which ends the prompt the model continues
+    assert all(a.startswith(THINK_PREFILL) for a in out + greedy)
+    assert policy.tokenizer.decode(seen["input_ids"][0]).endswith("assistant\n" + THINK_PREFILL)
+    bare = TransformersPolicy(policy.model, policy.tokenizer, prefill="")
+    bare.generate([MSGS], max_new_tokens=8, temperature=0)
+    assert policy.tokenizer.decode(seen["input_ids"][0]).endswith("assistant\n")
 
 
 def test_load_policy_rejects_unknown_backends(tiny):

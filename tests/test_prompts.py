@@ -6,11 +6,13 @@ import pytest
 
 from srl_agent.models import load_tokenizer
 from srl_agent.prompts import (
+    THINK_PREFILL,
     fit_prompt,
     prompt_token_count,
     render_prompt,
     step_messages,
     token_counter,
+    with_prefill,
 )
 from srl_agent.testing import build_tiny_model
 from trajectories.schema import Step, ToolCall
@@ -57,6 +59,9 @@ def test_render_prompt_opens_the_assistant_turn(tok):
     assert text.startswith("<|im_start|>system\nS<|im_end|>")
     assert text.endswith("<|im_start|>assistant\n")
     assert prompt_token_count(tok, msgs) == len(tok(text, add_special_tokens=False)["input_ids"])
+    begun = render_prompt(tok, msgs, THINK_PREFILL)
+    assert begun == text + THINK_PREFILL
+    assert with_prefill(begun, THINK_PREFILL) == begun  # a template that opens the thought itself: once
 
 
 def test_fit_prompt_cuts_the_middle_of_the_user_message_and_keeps_the_system(tok):

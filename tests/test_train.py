@@ -130,14 +130,19 @@ def test_diagnosis_names_cause_and_remedy():
 
 
 def _scripted_generation(trainer, tok, plan):
-    """Replace generation: call k gives group j the answers plan[k][j] (one per generation)."""
+    """Replace generation: call k gives group j the answers plan[k][j] (one per generation). The model
+    continues the answer prefill that ends every prompt, so it writes each answer without it."""
+    from srl_agent.prompts import THINK_PREFILL
+
     calls = []
 
     def fake(prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        assert all(tok.decode(ids).endswith("assistant\n" + THINK_PREFILL) for ids in prompt_ids)
         k = len(calls)
         calls.append(len(prompt_ids))
         groups = plan[min(k, len(plan) - 1)]
         texts = [t for j in range(len(prompt_ids) // num_generations) for t in groups[j % len(groups)]]
+        texts = [t.removeprefix(THINK_PREFILL) for t in texts]
         return [tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in texts], None
 
     trainer._generate_single_turn = fake
@@ -160,6 +165,9 @@ def test_grpo_step_drops_a_flat_group_and_refills_it(tiny, steps, tmp_path):
     assert calls == [4, 2]  # the refill generated exactly the one missing group
     assert trainer.dropped_groups_total == 1 and trainer.refills_total == 1
     assert trainer.state.global_step == 1
+    # the reward saw whole answers (the prefill + what the model wrote): the refill's OTHER parses
+    other, bad = trainer._last_rewards_per_func.flatten().tolist()
+    assert other > -1.0 and bad == -1.0
     logged = trainer.state.log_history[0]
     assert logged["dynamic_sampling/dropped_groups"] == 1 and math.isfinite(logged["loss"])
 
@@ -172,6 +180,25 @@ def test_grpo_trains_on_what_it_kept_when_refills_run_out(tiny, steps, tmp_path)
     _scripted_generation(trainer, tok, [[[GOOD, GOOD], [GOOD, BAD]]])
     trainer.train()
     assert trainer.state.global_step == 1 and trainer.dropped_groups_total == 1
+
+
+def test_refills_stop_once_the_token_budget_is_spent(tiny, steps, tmp_path):
+    """Equal compute: an arm whose groups are all flat cannot keep sampling refills past its budget."""
+    from srl_agent.train.grpo import DynamicSamplingStall
+    from srl_agent.train.srl import build_trainer
+
+    cfg = _srl_config(tiny, steps, tmp_path, dynamic_sampling={"max_refills": 4}, max_train_tokens=1)
+    trainer, tok = build_trainer(cfg)
+    calls = _scripted_generation(trainer, tok, [[[BAD, BAD]]])
+    with pytest.raises(DynamicSamplingStall, match=r"token budget \(1\) was spent"):
+        trainer.train()
+    assert calls == [4] and trainer.refills_total == 0  # one round, no refill past the budget
+    unbounded = _srl_config(tiny, steps, tmp_path / "b", dynamic_sampling={"max_refills": 2})
+    trainer, tok = build_trainer(unbounded)
+    calls = _scripted_generation(trainer, tok, [[[BAD, BAD]]])
+    with pytest.raises(DynamicSamplingStall) as err:
+        trainer.train()
+    assert calls == [4, 4, 4] and "token budget" not in str(err.value)
 
 
 def test_grpo_with_the_real_reward_stops_when_every_group_scores_minus_one(tiny, steps, tmp_path):

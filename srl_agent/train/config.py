@@ -114,6 +114,9 @@ class SRLTrainConfig(_TrainCommon):
     vllm_mode: Literal["colocate", "server"] = "colocate"
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
     log_completions: bool = False
+    answer_prefill: str = Field(
+        "<think>\n", description="text every sampled answer starts with (the model continues it; '' = none)"
+    )
 
 
 class RLVRTrainConfig(_TrainCommon):
@@ -135,6 +138,9 @@ class RLVRTrainConfig(_TrainCommon):
     toolset: str = "bash_only"
     dynamic_sampling: DynamicSamplingOptions = Field(default_factory=DynamicSamplingOptions)
     use_vllm: bool = False
+    answer_prefill: str = Field(
+        "<think>\n", description="text every sampled answer starts with (the model continues it; '' = none)"
+    )
 
 
 class EvalStepsConfig(_Strict):
@@ -154,6 +160,9 @@ class EvalStepsConfig(_Strict):
     reward_mode: str = "exact"
     seed: int = 0
     output: Path | None = Field(None, description="write per-step results as JSONL here")
+    answer_prefill: str = Field(
+        "<think>\n", description="text every sampled answer starts with (the model continues it; '' = none)"
+    )
 
 
 C = TypeVar("C", bound=BaseModel)

@@ -76,7 +76,9 @@ def evaluate_steps(config: EvalStepsConfig, *, policy: Any = None, progress: boo
     load_split(config.dataset, config.split)  # a bad data set fails before a model is loaded
     owned = None
     if policy is None and config.backend != "expert":
-        policy = owned = load_policy(config.model, backend=config.backend, batch_size=config.batch_size)
+        policy = owned = load_policy(
+            config.model, backend=config.backend, batch_size=config.batch_size, prefill=config.answer_prefill
+        )
     try:
         return _evaluate(config, policy, progress)
     finally:

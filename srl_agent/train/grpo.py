@@ -12,6 +12,8 @@ TRL's own per-group advantages are untouched (groups are independent with ``scal
 Groups never straddle processes: each process's generation batch is a multiple of the group size.
 The transformers generation path also cuts each completion after the first ``</function>`` (TRL
 cannot pass stop strings to ``generate``); the vLLM path stops there through ``generation_kwargs``.
+Every prompt ends with the answer prefill (`srl_agent.prompts.THINK_PREFILL`), as in the policies, and
+the reward functions see each completion with it in front, as the policies return answers.
 """
 
 from __future__ import annotations
@@ -137,6 +139,14 @@ def first_action_prefix(token_ids: list[int], decode: Any) -> list[int]:
     return token_ids[:lo]
 
 
+def _prefixed(completion: Any, prefill: str) -> Any:
+    """A TRL completion (text, or a conversational [assistant message]) with `prefill` in front."""
+    if isinstance(completion, str):
+        return prefill + completion
+    first, *rest = completion
+    return [{**first, "content": prefill + (first.get("content") or "")}, *rest]
+
+
 def reload_weights_in_place(generation: Any) -> None:
     """Make TRL's colocated weight sync go through vLLM's in-place reload.
 
@@ -176,9 +186,13 @@ class SRLGRPOTrainer(GRPOTrainer):
         *args: Any,
         dynamic_sampling: DynamicSamplingOptions | None = None,
         stage: Literal["srl", "rlvr"] = "srl",
+        prefill: str | None = None,
         **kwargs: Any,
     ):
+        from srl_agent.prompts import THINK_PREFILL
+
         super().__init__(*args, **kwargs)
+        self.prefill = THINK_PREFILL if prefill is None else prefill
         self.dynamic_sampling = dynamic_sampling or DynamicSamplingOptions()
         self.stage = stage  # what the rewards mean, for the stall diagnosis
         seed = self.args.seed + 7919 * (1 + self.accelerator.process_index)
@@ -188,10 +202,18 @@ class SRLGRPOTrainer(GRPOTrainer):
         self.dropped_groups_total = 0
         self.refills_total = 0
         self.tokens_seen = 0  # prompt + completion tokens of every sampled completion, all processes
+        self.token_budget: int | None = None  # no refill round starts once tokens_seen reaches it
         if self.use_vllm:
             reload_weights_in_place(self.vllm_generation)
 
-    # -- generation: stop after the first action ---------------------------------------------------
+    # -- generation: open the answer with the prefill, stop after the first action -----------------
+    def _tokenize_prompts(self, prompts: list):
+        prompt_ids, images, multimodal_fields = super()._tokenize_prompts(prompts)
+        if self.prefill:
+            tail = self.processing_class(text=self.prefill, add_special_tokens=False)["input_ids"]
+            prompt_ids = [list(ids) + tail for ids in prompt_ids]
+        return prompt_ids, images, multimodal_fields
+
     def _generate_single_turn(
         self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
     ):
@@ -205,6 +227,8 @@ class SRLGRPOTrainer(GRPOTrainer):
 
     # -- scoring: remember the rewards of the last round ---------------------------------------------
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        if self.prefill and self.rollout_func is None:  # rollouts (RLVR) return whole episodes
+            completions = [_prefixed(c, self.prefill) for c in completions]
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         self._last_rewards_per_func = rewards
         return rewards
@@ -250,6 +274,7 @@ class SRLGRPOTrainer(GRPOTrainer):
         target = len(inputs) // g
         kept: list[dict[str, Any]] = []
         n_kept = dropped = refills = 0
+        budget_spent = False
         seen: list[float] = []
         batch = inputs
         for round_ in range(opts.max_refills + 1):
@@ -269,6 +294,9 @@ class SRLGRPOTrainer(GRPOTrainer):
             missing = int(self.accelerator.gather(missing).max())  # every process refills in lockstep
             if missing <= 0 or round_ == opts.max_refills:
                 break
+            if self.token_budget is not None and self.tokens_seen >= self.token_budget:
+                budget_spent = True  # the same count on every process: they all stop refilling here
+                break
             refills += 1
             batch = self._refill_inputs(missing)
             self.current_inputs = batch
@@ -287,6 +315,12 @@ class SRLGRPOTrainer(GRPOTrainer):
                 f"dynamic sampling: {dropped} of {dropped + n_kept} prompt groups had no reward spread after "
                 f"{refills} refills (kept {n_kept}, need {opts.min_kept_groups}) at step {self.state.global_step}. "
                 + diagnose_flat_groups(seen, opts.epsilon, self.stage)
+                + (
+                    f" The token budget ({self.token_budget}) was spent before the refills ran out "
+                    f"({self.tokens_seen} tokens)."
+                    if budget_spent
+                    else ""
+                )
             )
         merged = merge_batches(kept, self._tokenizer.pad_token_id)
         if n_kept < target:  # refills exhausted: repeat kept groups so every step has the usual shape

@@ -152,6 +152,7 @@ def default_episodes(config: RLVRTrainConfig) -> tuple[EpisodeRunner, list[dict[
         episode_timeout=config.episode_timeout_s,
         out_dir=Path(config.output_dir) / "episodes",
         max_parallel=config.max_parallel_episodes,
+        prefill=config.answer_prefill,
     )
     return runner, rows
 
@@ -196,8 +197,10 @@ def run_rlvr(
         rollout_func=make_rollout_func(runner),
         dynamic_sampling=config.dynamic_sampling,
         stage="rlvr",
+        prefill=config.answer_prefill,
     )
     quiet_default_printer(trainer)
+    trainer.token_budget = config.max_train_tokens
     trainer.add_callback(token_budget_callback(trainer, config.max_train_tokens))
     out = train_and_save(trainer, tok, config, resume_from)
     console.print(

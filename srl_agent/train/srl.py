@@ -95,8 +95,10 @@ def build_trainer(
         peft_config=peft_config(config.lora),
         callbacks=[progress_callback()],
         dynamic_sampling=config.dynamic_sampling,
+        prefill=config.answer_prefill,
     )
     quiet_default_printer(trainer)
+    trainer.token_budget = config.max_train_tokens
     trainer.add_callback(token_budget_callback(trainer, config.max_train_tokens))
     return trainer, tok
 
