@@ -214,6 +214,27 @@ def test_grpo_with_the_real_reward_stops_when_every_group_scores_minus_one(tiny,
     assert trainer.state.global_step == 0  # no loss-0 step was taken
 
 
+def test_answer_overflow_filter_drops_rows_whose_answer_is_over_the_completion_budget(tiny, steps):
+    from srl_agent.models import load_tokenizer
+    from srl_agent.train.common import TrainError, load_train_rows
+
+    tok = load_tokenizer(tiny)
+
+    def length(row):
+        return len(tok(row["completion"][-1]["content"], add_special_tokens=False)["input_ids"])
+
+    every = load_train_rows(SFTTrainConfig(model=tiny, dataset=steps, max_completion_length=8), tok)
+    lengths = sorted(length(r) for r in every)
+    cut = lengths[len(lengths) // 2]
+    kept = load_train_rows(
+        SFTTrainConfig(model=tiny, dataset=steps, max_completion_length=cut, answer_overflow="filter"), tok
+    )
+    assert 0 < len(kept) < len(every) and all(length(r) <= cut for r in kept)
+    assert len(kept) == sum(n <= cut for n in lengths)
+    with pytest.raises(TrainError, match="max_completion_length=1"):
+        load_train_rows(SFTTrainConfig(model=tiny, dataset=steps, max_completion_length=1, answer_overflow="filter"), tok)
+
+
 # -- SFT, checkpoints, resume, LoRA ------------------------------------------------------------------
 
 

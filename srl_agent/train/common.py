@@ -241,10 +241,24 @@ def load_train_rows(config: _TrainCommon, tokenizer: Any) -> Any:
     train = load_split(config.dataset, config.train_split)
     if config.max_train_samples:
         train = train.select(range(min(config.max_train_samples, len(train))))
+    long_answers = ""
+    if config.answer_overflow == "filter":
+        limit = config.max_completion_length
+        before = len(train)
+        train = train.filter(
+            lambda r: len(tokenizer(r["completion"][-1]["content"], add_special_tokens=False)["input_ids"]) <= limit,
+            desc="answers within max_completion_length",
+        )
+        long_answers = f"; {before - len(train)} with answers over {limit} tokens dropped"
+        if len(train) == 0:
+            raise TrainError(
+                f"{config.dataset}: no training row's expert answer fits max_completion_length={limit} "
+                "(raise it, or answer_overflow: keep)"
+            )
     train, counts = fit_prompts(train, tokenizer, config.max_prompt_tokens, overflow=config.prompt_overflow)
     console.print(
         f"train rows: {counts['kept']} within {config.max_prompt_tokens} prompt tokens, "
-        f"{counts['truncated']} truncated, {counts['dropped']} dropped"
+        f"{counts['truncated']} truncated, {counts['dropped']} dropped{long_answers}"
     )
     return train
 

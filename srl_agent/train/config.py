@@ -65,6 +65,11 @@ class _TrainCommon(_Strict):
         "truncate", description="over-budget prompts: cut the middle of the longest message, or drop the row"
     )
     max_completion_length: int = Field(256, ge=1)
+    answer_overflow: Literal["keep", "filter"] = Field(
+        "keep",
+        description="rows whose expert answer is longer than max_completion_length: keep them, or drop them "
+        "(SFT on cut answers teaches a small model to stop mid-action; SRL cannot reach them)",
+    )
     warmup_ratio: float = Field(0.0, ge=0, le=1)
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
