@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import shlex
 import shutil
-import signal
 import sys
 import time
 
@@ -16,6 +15,7 @@ from rich.table import Table
 
 from harness import base_image as base
 from harness.docker_env import DockerUnavailable, get_client, state_dir
+from harness.interrupt import sigterm_as_interrupt
 from harness.sandbox import Sandbox, SandboxConfig, SandboxError, gc
 
 console = Console(stderr=True)
@@ -27,15 +27,6 @@ EXTRAS = {
     "vllm": ["vllm"],
     "ray": ["ray"],
 }
-
-
-def _sigterm_as_interrupt() -> None:
-    """Make SIGTERM unwind like Ctrl-C, so context managers remove their containers."""
-
-    def handler(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
 
 
 def doctor(
@@ -145,7 +136,7 @@ def sandbox_exec(
         console.print("[red]error:[/] give a command after --, e.g. `srl sandbox exec -- uname -a`")
         raise typer.Exit(2)
     command = args[0] if len(args) == 1 else shlex.join(args)
-    _sigterm_as_interrupt()
+    sigterm_as_interrupt()
     cfg = SandboxConfig(
         image=image or base.default_tag(),
         timeout=timeout,

@@ -142,6 +142,9 @@ def main() -> None:
     first = next((arg for arg in args if not arg.startswith("-")), None)
     if first is None and "--version" in args and "--help" not in args:
         first = ""
+    from harness.interrupt import sigterm_as_interrupt
+
+    sigterm_as_interrupt()  # `kill` unwinds like Ctrl-C: every command removes the containers it made
     try:
         build_app(first)()
     finally:

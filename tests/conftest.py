@@ -112,13 +112,39 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
 
 
+def _ours(pid_label: str | None) -> bool:
+    """Whether a container labelled with this owner pid can be this test run's: made by this process or a
+    process it started (or one that has exited: its leftovers count), not by an unrelated live process on
+    the same Docker daemon (another engineer's run)."""
+    try:
+        pid = int(pid_label or "")
+    except ValueError:
+        return True
+    me = os.getpid()
+    while pid > 1:
+        if pid == me:
+            return True
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return True  # exited (or not on this host's /proc): count it
+        pid = int(stat.rsplit(")", 1)[1].split()[1])  # the parent pid
+    return False
+
+
 def _sandboxes_left(client, *label_filters: str) -> list[dict]:
     found = client.api.containers(all=True, filters={"label": ["srl-swe", *label_filters]})
-    return [c for c in found if (c.get("Labels") or {}).get("srl-swe.kind") != "netns"]
+    return [
+        c
+        for c in found
+        if (c.get("Labels") or {}).get("srl-swe.kind") != "netns"
+        and _ours((c.get("Labels") or {}).get("srl-swe.pid"))
+    ]
 
 
 @pytest.fixture()
 def sandboxes_left():
-    """`sandboxes_left(client, *label_filters)`: labelled containers besides this process's idle offline
+    """`sandboxes_left(client, *label_filters)`: labelled containers of this test run (see `_ours`: not an
+    unrelated live process's on a shared daemon) besides this process's idle offline
     network namespaces (kept for reuse until exit; see `harness.sandbox.netns.NetnsPool`)."""
     return _sandboxes_left

@@ -321,3 +321,35 @@ def test_generated_run_resolves_replays_imports_and_expands(docker_client, tmp_p
     again = generate_runs(jobs, tmp_path / "runs", client=docker_client)
     assert len(again.existing) == 2 and not again.written
     assert sandboxes_left(docker_client, "srl-swe.kind=expert") == []
+
+
+@pytest.mark.docker
+def test_sigterm_during_generation_removes_its_containers(docker_client, tmp_path: Path):
+    """`kill` (SIGTERM) unwinds like Ctrl-C: the run's labelled containers do not outlive the command."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from envs.sources import load_tasks
+
+    spec = min((t for t in load_tasks(None).tasks if t.patch.strip()), key=lambda t: len(t.patch))
+    cmd = [sys.executable, "-m", "srl_agent.cli", "traj", "generate", "--instance", spec.instance_id,
+           "--no-replay", "--out", str(tmp_path / "runs")]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def mine() -> list:
+        return docker_client.api.containers(all=True, filters={"label": [f"srl-swe.pid={proc.pid}"]})
+
+    try:
+        deadline = time.monotonic() + 120
+        while not mine() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert mine(), f"no container appeared (exit {proc.poll()}): {proc.stderr.read() if proc.poll() else ''}"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert mine() == []
