@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from harness.interrupt import raise_interrupt
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -114,7 +116,7 @@ def _run_to_exit(config: EvaluateConfig, console: Console) -> RunResult:
     from harness.evaluate import EvaluationInputError
     from harness.predictions import PredictionsError
 
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
     try:
         return _run(config, console)
     except (PredictionsError, EvaluationInputError) as exc:
@@ -161,10 +163,6 @@ def load_config(path: Path | None, overrides: dict) -> EvaluateConfig:
         field = ".".join(str(x) for x in err["loc"])
         source = "--" + field.replace("_", "-") if field in overrides else f"{where}: {field}"
         raise ValueError(f"{source}: {err['msg']}") from None
-
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _run(config: EvaluateConfig, console: Console) -> RunResult:

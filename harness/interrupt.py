@@ -11,8 +11,9 @@ def sigterm_as_interrupt() -> None:
     """From now on SIGTERM raises KeyboardInterrupt in the main thread (a no-op in any other thread)."""
     if threading.current_thread() is not threading.main_thread():
         return
+    signal.signal(signal.SIGTERM, raise_interrupt)
 
-    def handler(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, handler)
+def raise_interrupt(signum: int, frame: object) -> None:  # noqa: ARG001
+    """A signal handler that raises KeyboardInterrupt (for a scoped `signal.signal`, e.g. `srl evaluate`)."""
+    raise KeyboardInterrupt

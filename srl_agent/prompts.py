@@ -60,6 +60,11 @@ were mostly well-formed actions with no ``<think>`` block (format errors), which
 reward spread. Policies return the prefill as part of the answer, so answers keep the documented form."""
 
 
+def answer_prefill(prefill: str | None) -> str:
+    """`prefill`, or `THINK_PREFILL` when None (``""`` means none): the policies' and trainers' default."""
+    return THINK_PREFILL if prefill is None else prefill
+
+
 def with_prefill(prompt_text: str, prefill: str) -> str:
     """`prompt_text` followed by `prefill`, unless the chat template already ends with it."""
     return prompt_text if not prefill or prompt_text.endswith(prefill) else prompt_text + prefill

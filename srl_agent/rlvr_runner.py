@@ -57,9 +57,9 @@ class ChatTokens:
     def __init__(
         self, generate: Generate, tokenizer: Any, max_completion_tokens: int, prefill: str | None = None
     ) -> None:
-        from srl_agent.prompts import THINK_PREFILL
+        from srl_agent.prompts import answer_prefill
 
-        self.prefill = THINK_PREFILL if prefill is None else prefill
+        self.prefill = answer_prefill(prefill)
         self._generate = generate
         self.tokenizer = tokenizer
         self.max_completion_tokens = max_completion_tokens

@@ -191,6 +191,8 @@ def token_budget_callback(trainer: Any, budget: int | None) -> Any:
     the budget and less than the budget plus one step's tokens."""
     from transformers import TrainerCallback
 
+    trainer.token_budget = budget  # GRPO (SRLGRPOTrainer) also stops its refills there
+
     class TokenBudget(TrainerCallback):
         def __init__(self) -> None:
             self.per_step: list[dict[str, int]] = []

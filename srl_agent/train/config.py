@@ -13,7 +13,14 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from srl_agent.models import DEFAULT_MODEL
+from srl_agent.prompts import THINK_PREFILL
 from trajectories.errors import SrlSweError
+
+
+def _answer_prefill_field() -> Any:
+    return Field(
+        THINK_PREFILL, description="text every sampled answer starts with (the model continues it; '' = none)"
+    )
 
 
 class _Strict(BaseModel):
@@ -119,9 +126,7 @@ class SRLTrainConfig(_TrainCommon):
     vllm_mode: Literal["colocate", "server"] = "colocate"
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
     log_completions: bool = False
-    answer_prefill: str = Field(
-        "<think>\n", description="text every sampled answer starts with (the model continues it; '' = none)"
-    )
+    answer_prefill: str = _answer_prefill_field()
 
 
 class RLVRTrainConfig(_TrainCommon):
@@ -143,9 +148,7 @@ class RLVRTrainConfig(_TrainCommon):
     toolset: str = "bash_only"
     dynamic_sampling: DynamicSamplingOptions = Field(default_factory=DynamicSamplingOptions)
     use_vllm: bool = False
-    answer_prefill: str = Field(
-        "<think>\n", description="text every sampled answer starts with (the model continues it; '' = none)"
-    )
+    answer_prefill: str = _answer_prefill_field()
 
 
 class EvalStepsConfig(_Strict):
@@ -165,9 +168,7 @@ class EvalStepsConfig(_Strict):
     reward_mode: str = "exact"
     seed: int = 0
     output: Path | None = Field(None, description="write per-step results as JSONL here")
-    answer_prefill: str = Field(
-        "<think>\n", description="text every sampled answer starts with (the model continues it; '' = none)"
-    )
+    answer_prefill: str = _answer_prefill_field()
 
 
 C = TypeVar("C", bound=BaseModel)

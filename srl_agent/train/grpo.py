@@ -189,10 +189,10 @@ class SRLGRPOTrainer(GRPOTrainer):
         prefill: str | None = None,
         **kwargs: Any,
     ):
-        from srl_agent.prompts import THINK_PREFILL
+        from srl_agent.prompts import answer_prefill
 
         super().__init__(*args, **kwargs)
-        self.prefill = THINK_PREFILL if prefill is None else prefill
+        self.prefill = answer_prefill(prefill)
         self.dynamic_sampling = dynamic_sampling or DynamicSamplingOptions()
         self.stage = stage  # what the rewards mean, for the stall diagnosis
         seed = self.args.seed + 7919 * (1 + self.accelerator.process_index)

@@ -200,7 +200,6 @@ def run_rlvr(
         prefill=config.answer_prefill,
     )
     quiet_default_printer(trainer)
-    trainer.token_budget = config.max_train_tokens
     trainer.add_callback(token_budget_callback(trainer, config.max_train_tokens))
     out = train_and_save(trainer, tok, config, resume_from)
     console.print(

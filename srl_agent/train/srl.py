@@ -98,7 +98,6 @@ def build_trainer(
         prefill=config.answer_prefill,
     )
     quiet_default_printer(trainer)
-    trainer.token_budget = config.max_train_tokens
     trainer.add_callback(token_budget_callback(trainer, config.max_train_tokens))
     return trainer, tok
 
