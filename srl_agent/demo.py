@@ -75,14 +75,17 @@ class DemoConfig(BaseModel):
     # memory per row; shorter prompts (system text, the issue cut first) are the fix.
     max_prompt_tokens: int = 448
     max_new_tokens: int = 128
-    eval_steps: int = Field(16, description="validation steps the base model answers")
+    eval_steps: int = Field(8, description="validation steps the base model answers")
     compare_steps: int = Field(
         48, description="validation steps SFT and SRL both answer (greedy), compared pairwise"
     )
-    sft_steps: int = 10
+    # Greedy answers per generate call: on 2 cores a decode step is per-call overhead more than arithmetic
+    # (batch 8: 15 ms a token, 16: 12 ms), and a batch runs to its longest answer (docs/benchmarks.md).
+    eval_batch: int = Field(16, ge=1, description="validation prompts answered per generate call")
+    sft_steps: int = 8
     sft_batch: int = 4
     sft_lr: float = 3e-4
-    srl_steps: int = 6
+    srl_steps: int = 4
     srl_batch: int = 2
     srl_generations: int = 4
     srl_lr: float = 3e-4  # the SFT stage's LoRA rate: at 5e-5, 6 steps left 46 of 49 greedy answers unchanged
@@ -263,6 +266,7 @@ def measure(ctx: DemoContext, model_ref: str, limit: int, name: str | None = Non
             max_prompt_tokens=cfg.max_prompt_tokens,
             seed=cfg.seed,
             backend=ctx.backend,
+            batch_size=cfg.eval_batch,
             output=output,
         )
     )

@@ -19,6 +19,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -303,7 +304,8 @@ def make_episode_runner(
                 prefill=prefill,
             )
 
-        with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(tasks)))) as pool:
+        merged = trainer.generation_weights() if hasattr(trainer, "generation_weights") else nullcontext()
+        with merged, ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(tasks)))) as pool:
             return list(pool.map(play, tasks))
 
     return runner

@@ -172,6 +172,74 @@ def test_grpo_step_drops_a_flat_group_and_refills_it(tiny, steps, tmp_path):
     assert logged["dynamic_sampling/dropped_groups"] == 1 and math.isfinite(logged["loss"])
 
 
+def _lora_layers(model):
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+
+
+def test_lora_merged_gives_the_same_outputs_and_restores_the_adapters_even_on_error(tiny):
+    from peft import LoraConfig, get_peft_model
+
+    from srl_agent.models import load_model
+    from srl_agent.train.grpo import lora_merged
+
+    torch.manual_seed(0)
+    model = get_peft_model(
+        load_model(tiny), LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)
+    )
+    model.eval()
+    layers = _lora_layers(model)
+    base = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
+    ids = torch.randint(0, 100, (2, 12))
+    with torch.no_grad():
+        unmerged = model(input_ids=ids).logits
+        with lora_merged(model):
+            assert layers and all(layer.merged for layer in layers)
+            merged = model(input_ids=ids).logits
+            with lora_merged(model):  # already merged: left as it is
+                pass
+            assert all(layer.merged for layer in layers)
+    torch.testing.assert_close(merged, unmerged, atol=1e-4, rtol=1e-4)
+    assert not any(layer.merged for layer in layers)
+    with pytest.raises(RuntimeError, match="boom"), lora_merged(model):
+        raise RuntimeError("boom")
+    assert not any(layer.merged for layer in layers)
+    for name, p in model.named_parameters():
+        if "lora_" not in name:
+            torch.testing.assert_close(p.detach(), base[name], atol=1e-5, rtol=1e-5)
+
+
+def test_grpo_with_lora_generates_through_merged_weights_and_trains_unmerged(tiny, steps, tmp_path):
+    from srl_agent.train.srl import build_trainer
+
+    cfg = _srl_config(
+        tiny, steps, tmp_path, lora={"enabled": True, "r": 4}, dynamic_sampling={"enabled": False}
+    )
+    trainer, _tok = build_trainer(cfg)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    layers = _lora_layers(model)
+    for layer in layers:  # B starts at 0, where merging changes nothing: make the adapters count
+        torch.nn.init.normal_(layer.lora_B["default"].weight, std=0.05)
+    base = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
+    merged_while_generating = []
+    generate = model.generate
+
+    def spy(*args, **kwargs):
+        merged_while_generating.append(all(layer.merged for layer in layers))
+        return generate(*args, **kwargs)
+
+    model.generate = spy
+    trainer.train()
+    assert merged_while_generating and all(merged_while_generating)
+    assert not any(layer.merged for layer in layers)  # the update ran on the unmerged adapters
+    for name, p in model.named_parameters():
+        if "lora_" in name:
+            continue
+        torch.testing.assert_close(p.detach(), base[name], atol=1e-5, rtol=1e-5)
+    assert trainer.state.global_step == 1
+
+
 def test_grpo_trains_on_what_it_kept_when_refills_run_out(tiny, steps, tmp_path):
     from srl_agent.train.srl import build_trainer
 
@@ -232,7 +300,9 @@ def test_answer_overflow_filter_drops_rows_whose_answer_is_over_the_completion_b
     assert 0 < len(kept) < len(every) and all(length(r) <= cut for r in kept)
     assert len(kept) == sum(n <= cut for n in lengths)
     with pytest.raises(TrainError, match="max_completion_length=1"):
-        load_train_rows(SFTTrainConfig(model=tiny, dataset=steps, max_completion_length=1, answer_overflow="filter"), tok)
+        load_train_rows(
+            SFTTrainConfig(model=tiny, dataset=steps, max_completion_length=1, answer_overflow="filter"), tok
+        )
 
 
 # -- SFT, checkpoints, resume, LoRA ------------------------------------------------------------------

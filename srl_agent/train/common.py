@@ -248,7 +248,9 @@ def load_train_rows(config: _TrainCommon, tokenizer: Any) -> Any:
         limit = config.max_completion_length
         before = len(train)
         train = train.filter(
-            lambda r: len(tokenizer(r["completion"][-1]["content"], add_special_tokens=False)["input_ids"]) <= limit,
+            lambda r: (
+                len(tokenizer(r["completion"][-1]["content"], add_special_tokens=False)["input_ids"]) <= limit
+            ),
             desc="answers within max_completion_length",
         )
         long_answers = f"; {before - len(train)} with answers over {limit} tokens dropped"
